@@ -1,0 +1,19 @@
+"""The single-user server: a jupyter_server extension that talks to the hub.
+
+Modules: ``hubenv`` (the JUPYTERHUB_* environment), ``scopes`` (does a caller have access),
+``oauth`` (state + PKCE), ``hubclient`` (calls to the hub), ``identity`` (jupyter_server
+IdentityProvider/Authorizer), ``handlers`` (login/callback/logout pages), ``activity``
+(activity reports), ``extension`` (wiring into jupyter_server), ``app`` (the command).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["_jupyter_server_extension_points"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .extension import HubExtension
+
+    return [{"module": "amalthea.singleuser.extension", "app": HubExtension}]

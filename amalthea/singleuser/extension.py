@@ -1,0 +1,181 @@
+"""The jupyter_server extension that makes a Jupyter server a hub's single-user server.
+
+Lifecycle (jupyter_server's phases):
+
+- config: as the *starter* extension, :meth:`HubExtension._jupyter_server_config` turns the
+  hub's environment into ServerApp settings. jupyter_server applies starter config after
+  config files and the command line, so the hub's port, prefix and auth always win — a
+  stray ``c.ServerApp.port`` in a user's config would otherwise make the server unreachable.
+- initialize: check in with the hub (blocking, with backoff; exit if it never answers), add
+  the version/CSP headers and JupyterLab's hub page config.
+- start: run the activity reporter and, if asked, tell the hub where we listen.
+- stop: cancel those tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, List
+
+from amalthea import JUPYTERHUB_COMPAT_VERSION
+
+from .activity import ActivityReporter, server_last_activity
+from .hubclient import HubError, HubUnavailable, check_in
+from .hubenv import HubEnvironment, read_hub_environment
+from .identity import HubAuthorizer, HubContext, HubIdentityProvider
+
+__all__ = ["HubExtension"]
+
+PageConfigHook = Callable[[Any, dict[str, Any]], dict[str, Any]]
+
+
+def server_config(env: HubEnvironment) -> dict[str, Any]:
+    """ServerApp settings implied by the hub's environment."""
+    config: dict[str, Any] = {
+        "ip": env.ip,
+        "port": env.port,
+        # The hub waits on exactly this port; silently moving elsewhere would hang the spawn.
+        "port_retries": 0,
+        "base_url": env.service_prefix,
+        "default_url": env.default_url,
+        "open_browser": False,
+        # Behind the proxy the Host header is the public one; auth is the hub's job.
+        "allow_remote_access": True,
+        "trust_xheaders": True,
+        "quit_button": False,
+        "identity_provider_class": HubIdentityProvider,
+        "authorizer_class": HubAuthorizer,
+    }
+    if env.root_dir:
+        config["root_dir"] = env.root_dir
+    return config
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class HubExtension(ExtensionApp):  # type: ignore[misc]
+    """Authenticate with the hub, report activity, give JupyterLab the hub's links."""
+
+    name = "amalthea_singleuser"
+    description = "Run a Jupyter server as a JupyterHub/Amalthea single-user server"
+    load_other_extensions = True
+
+    hub_connect_delays = List(
+        Float(), default_value=[2, 4, 8, 16, 16],
+        help="Seconds to wait between attempts to reach the hub at startup.",
+    ).tag(config=True)
+
+    _tasks: set[asyncio.Task[None]]
+
+    @classmethod
+    def get_extension_package(cls) -> str:
+        # The default (the top-level package, "amalthea") would look for the extension
+        # entry point in the hub's package.
+        return "amalthea.singleuser"
+
+    def _jupyter_server_config(self) -> dict[str, Any]:
+        return {"ServerApp": server_config(read_hub_environment())}
+
+    @property
+    def hub(self) -> HubContext:
+        provider = self.serverapp.identity_provider
+        if not isinstance(provider, HubIdentityProvider):
+            raise TypeError(
+                f"ServerApp.identity_provider_class is {type(provider).__name__}; "
+                "amalthea-singleuser needs HubIdentityProvider (do not override it in config)"
+            )
+        return provider.hub
+
+    def initialize_settings(self) -> None:
+        self._tasks = set()
+        env = self.hub.env
+        self._check_in(env)
+        settings = self.serverapp.web_app.settings
+        headers = settings.setdefault("headers", {})
+        headers["X-JupyterHub-Version"] = JUPYTERHUB_COMPAT_VERSION
+        headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        settings["page_config_hook"] = self._page_config_hook(env, settings.get("page_config_hook"))
+
+    def _check_in(self, env: HubEnvironment) -> None:
+        try:
+            version = check_in(env.api_url, self.hub_connect_delays)
+        except HubUnavailable as exc:
+            self.log.critical("%s", exc)
+            raise SystemExit(1) from exc
+        if version is None:
+            self.log.warning("The hub at %s sent no X-JupyterHub-Version header", env.api_url)
+        elif _major_minor(version) != _major_minor(JUPYTERHUB_COMPAT_VERSION):
+            self.log.warning(
+                "Hub speaks JupyterHub %s, this server was built against %s; "
+                "minor protocol differences are possible",
+                version, JUPYTERHUB_COMPAT_VERSION,
+            )
+        else:
+            self.log.info("Checked in with the hub at %s (JupyterHub %s)", env.api_url, version)
+
+    @staticmethod
+    def _page_config_hook(env: HubEnvironment, chained: PageConfigHook | None) -> PageConfigHook:
+        def hook(handler: Any, page_config: dict[str, Any]) -> dict[str, Any]:
+            if chained is not None:
+                page_config = chained(handler, page_config)
+            user = handler.current_user
+            page_config.update({
+                "hubUser": user.username if user else "",
+                "hubServerUser": env.user,
+                "hubPrefix": env.hub_prefix,
+                "hubHost": env.hub_host,
+                "shareUrl": env.hub_prefix + "user-redirect",
+                "hubServerName": env.server_name,
+                # Only a token the page already came with; never the HttpOnly cookie's.
+                "token": getattr(handler, "_amalthea_token", ""),
+            })
+            return page_config
+
+        return hook
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        env = self.hub.env
+        reporter = ActivityReporter(
+            self.hub.client,
+            activity_url=env.activity_url,
+            server_name=env.server_name,
+            interval=env.activity_interval,
+            last_activity=lambda: server_last_activity(
+                serverapp.web_app.settings, serverapp.web_app.last_activity
+            ),
+        )
+        self._spawn(reporter.run())
+        if env.report_url:
+            self._spawn(self._report_location(env, serverapp))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report_location(self, env: HubEnvironment, serverapp: Any) -> None:
+        """POST where we listen, for spawners that cannot know it in advance (batch jobs)."""
+        ip = serverapp.ip
+        if ip in ("", "0.0.0.0", "::", "*"):
+            ip = socket.gethostname()
+        for delay in (1, 2, 4, 8, 0):
+            try:
+                await self.hub.client.post_json(env.report_url, {"ip": ip, "port": serverapp.port})
+                self.log.info("Reported %s:%s to %s", ip, serverapp.port, env.report_url)
+                return
+            except HubError as exc:
+                self.log.warning("Reporting our address to %s failed: %s", env.report_url, exc)
+                await asyncio.sleep(delay)
+
+    async def stop_extension(self) -> None:
+        tasks = list(getattr(self, "_tasks", ()))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
