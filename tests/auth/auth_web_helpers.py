@@ -18,7 +18,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from amalthea.auth.base import AuthError, AuthResult, Authenticator
+from amalthea.auth.base import Authenticator, AuthError, AuthResult
 
 
 def free_port() -> int:

@@ -13,14 +13,16 @@ import time
 
 import httpx
 import pytest
+from auth_web_helpers import free_port, serve_hub
 
 from amalthea.auth.oidc import OIDCAuthenticator
 from amalthea.testing.engines.oidc_provider import start_provider
-from auth_web_helpers import free_port, serve_hub
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not shutil.which("node"), reason="needs node + npm (apt-get install nodejs npm)"),
+    pytest.mark.skipif(
+        not shutil.which("node"), reason="needs node + npm (apt-get install nodejs npm)"
+    ),
 ]
 
 CLIENT_ID = "amalthea-hub"
@@ -67,12 +69,16 @@ def form_action(html: str) -> str:
     return match.group(1)
 
 
-async def browser_login(client: httpx.AsyncClient, hub: str, user: str, password: str) -> httpx.Response:
+async def browser_login(
+    client: httpx.AsyncClient, hub: str, user: str, password: str
+) -> httpx.Response:
     """Play the browser: hub login -> provider login form -> consent -> hub callback."""
     r = await client.get(f"{hub}/hub/oauth_login", params={"next": "/hub/home"})
     assert r.status_code == 200 and "Sign in to the test provider" in r.text, r.text
     base = str(r.url).split("/interaction/")[0]
-    r = await client.post(base + form_action(r.text), data={"prompt": "login", "login": user, "password": password})
+    r = await client.post(
+        base + form_action(r.text), data={"prompt": "login", "login": user, "password": password}
+    )
     if "Authorize" in r.text:
         r = await client.post(base + form_action(r.text), data={"prompt": "consent"})
     return r
@@ -81,7 +87,10 @@ async def browser_login(client: httpx.AsyncClient, hub: str, user: str, password
 async def test_full_login_flow_groups_and_admin(provider, hub_port):
     auth = make_auth(provider.issuer)
     await auth.startup()
-    async with serve_hub(auth, hub_port) as hub, httpx.AsyncClient(follow_redirects=True, timeout=20) as client:
+    async with (
+        serve_hub(auth, hub_port) as hub,
+        httpx.AsyncClient(follow_redirects=True, timeout=20) as client,
+    ):
         r = await browser_login(client, hub, "alice", "alice-pw")
         assert r.status_code == 200, r.text
         body = r.json()
@@ -99,34 +108,51 @@ async def test_full_login_flow_groups_and_admin(provider, hub_port):
 
 async def test_second_user_not_admin_and_wrong_password(provider, hub_port):
     auth = make_auth(provider.issuer)
-    async with serve_hub(auth, hub_port) as hub, httpx.AsyncClient(follow_redirects=True, timeout=20) as client:
+    async with (
+        serve_hub(auth, hub_port) as hub,
+        httpx.AsyncClient(follow_redirects=True, timeout=20) as client,
+    ):
         r = await browser_login(client, hub, "bob", "wrong")
         assert "Wrong username or password" in r.text
-        r = await client.post(str(r.url).split("/interaction/")[0] + form_action(r.text),
-                              data={"prompt": "login", "login": "bob", "password": "bob-pw"})
+        r = await client.post(
+            str(r.url).split("/interaction/")[0] + form_action(r.text),
+            data={"prompt": "login", "login": "bob", "password": "bob-pw"},
+        )
         if "Authorize" in r.text:
-            r = await client.post(str(r.url).split("/interaction/")[0] + form_action(r.text),
-                                  data={"prompt": "consent"})
+            r = await client.post(
+                str(r.url).split("/interaction/")[0] + form_action(r.text),
+                data={"prompt": "consent"},
+            )
         result = r.json()["result"]
-    assert result["name"] == "bob" and result["groups"] == ["chemistry"] and result["admin"] is False
+    assert (
+        result["name"] == "bob" and result["groups"] == ["chemistry"] and result["admin"] is False
+    )
 
 
 async def test_not_allowed_group_refused(provider, hub_port):
     auth = make_auth(provider.issuer)
     auth.allowed_groups = {"physics"}
-    async with serve_hub(auth, hub_port) as hub, httpx.AsyncClient(follow_redirects=True, timeout=20) as client:
+    async with (
+        serve_hub(auth, hub_port) as hub,
+        httpx.AsyncClient(follow_redirects=True, timeout=20) as client,
+    ):
         r = await browser_login(client, hub, "bob", "bob-pw")
     assert r.status_code == 403 and "not on the list" in r.json()["error"]
 
 
 async def test_refresh_and_expiry(provider, hub_port):
     auth = make_auth(provider.issuer)
-    async with serve_hub(auth, hub_port) as hub, httpx.AsyncClient(follow_redirects=True, timeout=20) as client:
-        r = await browser_login(client, hub, "alice", "alice-pw")
+    async with (
+        serve_hub(auth, hub_port) as hub,
+        httpx.AsyncClient(follow_redirects=True, timeout=20) as client,
+    ):
+        await browser_login(client, hub, "alice", "alice-pw")
         result = auth.context.complete_login.results[-1]
     # far from expiry: nothing to do
     assert await auth.refresh_user(result) is True
-    assert await auth.spawn_environment(result) == {"OIDC_ACCESS_TOKEN": result.auth_state["access_token"]}
+    assert await auth.spawn_environment(result) == {
+        "OIDC_ACCESS_TOKEN": result.auth_state["access_token"]
+    }
     # the access token has expired: refresh_user uses the refresh token
     old_access = result.auth_state["access_token"]
     result.auth_state["expires_at"] = time.time() - 5
@@ -138,7 +164,10 @@ async def test_refresh_and_expiry(provider, hub_port):
     assert new_state["expires_at"] > time.time() + 3000
     async with httpx.AsyncClient() as c:
         meta = await auth.metadata()
-        ok = await c.get(meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {new_state['access_token']}"})
+        ok = await c.get(
+            meta["userinfo_endpoint"],
+            headers={"Authorization": f"Bearer {new_state['access_token']}"},
+        )
         assert ok.status_code == 200 and ok.json()["sub"] == "alice"
     # a revoked/garbage refresh token forces a new login
     new_state["refresh_token"] = "garbage"
@@ -161,12 +190,16 @@ async def test_forged_or_missing_state_is_a_clear_400(provider, hub_port):
         # IdP reports an error (person pressed "cancel")
         r = await client.get(f"{hub}/hub/oauth_login")
         state = httpx.URL(r.headers["location"]).params["state"]
-        r = await client.get(f"{hub}/hub/oauth_callback", params={"error": "access_denied", "state": state})
+        r = await client.get(
+            f"{hub}/hub/oauth_callback", params={"error": "access_denied", "state": state}
+        )
         assert r.status_code == 403 and "did not sign you in" in r.text
         # a right state but a made-up code: the token endpoint refuses -> 400, not 500
         r = await client.get(f"{hub}/hub/oauth_login")
         state = httpx.URL(r.headers["location"]).params["state"]
-        r = await client.get(f"{hub}/hub/oauth_callback", params={"code": "made-up", "state": state})
+        r = await client.get(
+            f"{hub}/hub/oauth_callback", params={"code": "made-up", "state": state}
+        )
         assert r.status_code == 400 and "refused" in r.text
 
 
@@ -182,7 +215,9 @@ async def test_pkce_state_nonce_in_authorization_request(provider, hub_port):
 
 
 async def test_logout_url_is_the_providers_end_session(provider, hub_port):
-    auth = make_auth(provider.issuer, post_logout_redirect_url=f"http://127.0.0.1:{hub_port}/hub/login")
+    auth = make_auth(
+        provider.issuer, post_logout_redirect_url=f"http://127.0.0.1:{hub_port}/hub/login"
+    )
     await auth.startup()
     url = auth.logout_url("/hub/")
     assert url.startswith(provider.issuer + "/session/end?")
