@@ -82,7 +82,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.discard(self)
         client, ex = self.client, self.exchange
         self.client = self.exchange = None
-        if client is not None and ex is not None:
+        if client is None:
+            return
+        if self.splicing:
+            client.abort()
+        elif ex is not None:
             client.upstream_lost(self, ex)
 
     def pause_writing(self) -> None:
