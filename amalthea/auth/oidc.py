@@ -232,18 +232,18 @@ class OIDCAuthenticator(Authenticator):
     async def token_request(self, data: dict[str, str]) -> dict[str, Any]:
         """POST to the token endpoint. AuthError(400) on an OAuth error, (503) when unreachable."""
         url = str((await self.metadata())["token_endpoint"])
-        auth: tuple[str, str] | None = None
+        auth: httpx.Auth | None = None
         if self.client_secret and self.token_auth_method == "client_secret_basic":  # noqa: S105 (a method name)
-            auth = (self.client_id, self.client_secret)
+            auth = httpx.BasicAuth(self.client_id, self.client_secret)
         else:
             data = {**data, "client_id": self.client_id}
             if self.client_secret:
                 data["client_secret"] = self.client_secret
         try:
             async with httpx.AsyncClient(timeout=self.http_timeout) as client:
-                response = await client.post(
-                    url, data=data, auth=auth, headers={"Accept": "application/json"}
-                )
+                if auth is not None:
+                    client.auth = auth
+                response = await client.post(url, data=data, headers={"Accept": "application/json"})
         except httpx.HTTPError as e:
             raise AuthError(UNREACHABLE, log_message=f"POST {url} failed: {e!r}", status=503) from e
         try:
