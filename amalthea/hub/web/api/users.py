@@ -1,0 +1,260 @@
+"""``/users``, ``/users/NAME``, ``/users/NAME/admin-access`` (protocol §5.3, §6).
+
+The list endpoint is the hot path (dashboards, the idle culler and the admin panel poll it at
+10,000 users): one COUNT, one page-of-ids query with every filter in SQL, then batched loads
+(``views.load_users``); visible keys are decided once per request (``views.UserView``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy.sql import Select
+
+from amalthea.hub import rbac
+from amalthea.hub.store import queries
+from amalthea.hub.store.models import Group, Server, User, user_group_map
+from amalthea.hub.web.api._support import RestHandler, bad, check_names
+from amalthea.hub.web.api.views import ACTIVE, UserView, load_users
+
+READ_USER_SCOPES = (
+    "read:users", "read:users:name", "read:servers", "read:users:groups",
+    "read:users:activity", "read:roles:users",
+)  # fmt: skip
+SORTS = {"id": User.id, "name": User.name, "last_activity": User.last_activity}
+STATES = ("active", "ready", "inactive")
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class UserListHandler(RestHandler):
+    async def get(self) -> None:
+        held = self.held
+        flt = rbac.filters(held, "list:users")
+        if flt is None or (not flt.unfiltered and not flt.users and not flt.groups):
+            raise bad("Action is not authorized with current scopes; requires any of "
+                      "[list:users]", 403)  # fmt: skip
+        state = self.get_argument("state", None)
+        if state is not None and state not in STATES:
+            raise bad(f"Unrecognized state {state[:40]!r}: use one of {list(STATES)}")
+        sort = self.get_argument("sort", "id") or "id"
+        key = sort.removeprefix("-")
+        if key not in SORTS:
+            raise bad(f"Unrecognized sort {sort[:40]!r}: use id, name or last_activity "
+                      "(prefix - for descending)")  # fmt: skip
+        page, env = self.page()
+        query: Select[Any] = select(User.id)
+        if not flt.unfiltered:
+            conds = []
+            if flt.users:
+                conds.append(User.name.in_(flt.users))
+            if flt.groups:
+                conds.append(User.id.in_(
+                    select(user_group_map.c.user_id)
+                    .join(Group, Group.id == user_group_map.c.group_id)
+                    .where(Group.name.in_(flt.groups))
+                ))  # fmt: skip
+            query = query.where(or_(*conds))
+        name_filter = self.get_argument("name_filter", None)
+        if name_filter:
+            query = query.where(User.name.ilike(_like(name_filter), escape="\\"))
+        if state is not None:
+            wanted = ("running",) if state == "ready" else ACTIVE
+            has = exists().where(Server.user_id == User.id, Server.state.in_(wanted))
+            query = query.where(~has if state == "inactive" else has)
+        col = SORTS[key]
+        order = col.desc().nulls_first() if sort.startswith("-") else col.asc().nulls_last()
+        async with self.hub.db.session() as s:
+            total = (await s.execute(select(func.count()).select_from(query.subquery()))).scalar()
+            ids = list((await s.execute(
+                query.order_by(order, User.id).offset(page.offset).limit(page.limit)
+            )).scalars())  # fmt: skip
+            view = UserView(held)
+            rows = await load_users(
+                s, ids, include_stopped=self.flag("include_stopped_servers"),
+                live=self.hub.servers,
+                want_groups=True, want_roles=view.read_roles is not None
+                or view.read_users is not None,
+                want_servers=view.read_servers is not None or view.read_users is not None,
+            )  # fmt: skip
+        urls = self.urls
+        items = [view.model(urls, u) for u in rows]
+        self.write_page(items, page, int(total or 0), env)
+
+    async def post(self) -> None:
+        who = await self.need_any(["admin:users"])
+        body = self.body_object({"usernames", "admin"}, required=True)
+        names = check_names(body.get("usernames"), "usernames")
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise bad("admin must be true or false")
+        if not names:
+            raise bad("Must specify at least one user to create")
+        if admin and not who.admin:
+            raise bad("Only admins can grant admin permissions", 403)
+        auth = self.hub.authenticator
+        normalized = []
+        for raw in names:
+            name = auth.normalize_username(raw)
+            problem = auth.validate_username(name)
+            if problem:
+                raise bad(f"Invalid usernames: {problem}")
+            normalized.append(name)
+        async with self.hub.db.session() as s:
+            existing = set((await s.execute(
+                select(User.name).where(User.name.in_(normalized)))).scalars())  # fmt: skip
+            to_create = [n for n in dict.fromkeys(normalized) if n not in existing]
+            if not to_create:
+                raise bad(f"All {len(normalized)} users already exist", 409)
+            created = [await queries.create_user(s, n, admin) for n in to_create]
+            await s.commit()
+            ids = [u.id for u in created]
+        for name in to_create:
+            auth.allowed_users.add(name)
+        await self._answer_models(ids, 201)
+
+    async def _answer_models(self, ids: list[int], status: int) -> None:
+        async with self.hub.db.session() as s:
+            rows = await load_users(s, ids, live=self.hub.servers)
+        view = UserView(self.held)
+        self.write_json([view.model(self.urls, u) for u in rows], status)
+
+
+class UserHandler(RestHandler):
+    async def _model(self, name: str, status: int = 200, auth_state: bool = False) -> None:
+        async with self.hub.db.session() as s:
+            uid = (await s.execute(select(User.id).where(User.name == name))).scalar()
+            if uid is None:
+                raise bad(f"No such user {name[:80]}", 404)
+            rows = await load_users(
+                s, [uid], include_stopped=self.flag("include_stopped_servers"),
+                live=self.hub.servers,
+            )  # fmt: skip
+        model = UserView(self.held).model(self.urls, rows[0])
+        if auth_state or await self.can("admin:auth_state", user=name):
+            model["auth_state"] = await self._auth_state(name)
+        self.write_json(model, status)
+
+    async def _auth_state(self, name: str) -> Any:
+        async with self.hub.db.session() as s:
+            blob = (await s.execute(
+                select(User.encrypted_auth_state).where(User.name == name))).scalar()  # fmt: skip
+        if not blob:
+            return None
+        try:
+            from amalthea.auth.state_crypto import AuthStateCrypto
+
+            return AuthStateCrypto.from_env().decrypt(blob)  # type: ignore[attr-defined]
+        except Exception:  # no key configured or undecryptable: say nothing, as JupyterHub
+            return None
+
+    async def get(self, name: str) -> None:
+        await self.need_any(READ_USER_SCOPES, user=name)
+        await self._model(name)
+
+    async def post(self, name: str) -> None:
+        who = await self.need_any(["admin:users"], user=name)
+        body = self.body_object({"admin"})
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise bad("admin must be true or false")
+        if admin and not who.admin:
+            raise bad("Only admins can grant admin permissions", 403)
+        auth = self.hub.authenticator
+        norm = auth.normalize_username(name)
+        problem = auth.validate_username(norm)
+        if problem or norm != name:
+            raise bad(problem or f"Invalid username {name[:80]!r}: use {norm!r}")
+        async with self.hub.db.session() as s:
+            if await queries.user_by_name(s, name) is not None:
+                raise bad(f"User {name} already exists", 409)
+            await queries.create_user(s, name, admin)
+            await s.commit()
+        auth.allowed_users.add(name)
+        await self._model(name, 201)
+
+    async def patch(self, name: str) -> None:
+        who = await self.need_any(["admin:users"], user=name)
+        body = self.body_object({"name", "admin", "auth_state"}, required=True, empty_ok=False)
+        if "name" in body and not isinstance(body["name"], str):
+            raise bad("name must be a string")
+        if "admin" in body and not isinstance(body["admin"], bool):
+            raise bad("admin must be true or false")
+        if "auth_state" in body and not isinstance(body["auth_state"], dict | None):
+            raise bad("auth_state must be an object or null")
+        new_name = body.get("name", name)
+        async with self.hub.db.session() as s:
+            user = await queries.user_by_name(s, name)
+            if user is None:
+                raise bad(f"No such user {name[:80]}", 404)
+            if (user.admin or body.get("admin")) and not who.admin:
+                raise bad("Only admins can modify admin users or grant admin permissions", 403)
+            if new_name != name:
+                auth = self.hub.authenticator
+                problem = auth.validate_username(new_name)
+                if problem or auth.normalize_username(new_name) != new_name:
+                    raise bad(problem or f"Invalid username {new_name[:80]!r}")
+                if await queries.user_by_name(s, new_name) is not None:
+                    raise bad(f"User {new_name} already exists, username must be unique")
+                if any(self.hub.servers.state_of(name, srv.name).active for srv in user.servers):
+                    raise bad(f"Stop {name}'s servers before renaming the user")
+                for srv in user.servers:
+                    self.hub.servers.runtimes.pop((name, srv.name), None)
+                user.name = new_name
+            if "admin" in body:
+                user.admin = body["admin"]
+            if "auth_state" in body:
+                user.encrypted_auth_state = self._encrypt(body["auth_state"])
+            await s.commit()
+        self.forget_permissions()
+        await self._model(new_name, 200, auth_state=True)
+
+    def _encrypt(self, state: dict[str, Any] | None) -> bytes | None:
+        if state is None:
+            return None
+        try:
+            from amalthea.auth.state_crypto import AuthStateCrypto
+
+            return AuthStateCrypto.from_env().encrypt(state)  # type: ignore[attr-defined,no-any-return]
+        except Exception as e:
+            raise bad(f"auth_state cannot be stored: encryption is not configured ({e})") from e
+
+    async def delete(self, name: str) -> None:
+        who = await self.need_any(["delete:users"], user=name)
+        if who.kind == "user" and who.name == name:
+            raise bad("Cannot delete yourself!")
+        async with self.hub.db.session() as s:
+            user = await queries.user_by_name(s, name)
+            if user is None:
+                raise bad(f"No such user {name[:80]}", 404)
+            server_names = [srv.name for srv in user.servers]
+        manager = self.hub.servers
+        stopping = [rt for n in server_names if (rt := await manager.stop(name, n)) is not None]
+        done = await asyncio.gather(*(manager.wait(rt, 10.0) for rt in stopping))
+        if not all(done):
+            raise bad(f"User {name}'s server is in the process of stopping, try again later")
+        async with self.hub.db.session() as s:
+            await s.execute(delete(User).where(User.name == name))
+            await s.commit()
+        for n in server_names:
+            manager.runtimes.pop((name, n), None)
+        self.hub.authenticator.allowed_users.discard(name)
+        self.forget_permissions()
+        self.write_empty(204)
+
+
+class AdminAccessHandler(RestHandler):
+    async def post(self, name: str) -> None:
+        await self.need_any(["servers"], user=name)
+        raise bad("admin_access is not enabled: use scopes (access:servers) instead", 403)
+
+
+handlers = [
+    (r"/users", UserListHandler),
+    (r"/users/([^/]+)", UserHandler),
+    (r"/users/([^/]+)/admin-access", AdminAccessHandler),
+]

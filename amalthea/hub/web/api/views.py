@@ -1,0 +1,303 @@
+"""JSON models of users, servers, groups, services, tokens and shares (protocol §5.1, §12).
+
+Models are *vertically filtered*: a key appears only if the caller's scopes reveal it for that
+object. List endpoints build many models per request, so this module reads in batches with
+SQLAlchemy Core (one query per table for the whole page, never one per user) and decides the
+visible keys once per (scope set, object) with precomputed :class:`~rbac.Filters`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amalthea.hub import rbac
+from amalthea.hub.clock import isoformat
+from amalthea.hub.store.models import (
+    APIToken,
+    Group,
+    OAuthClient,
+    Role,
+    Server,
+    User,
+    group_role_map,
+    user_group_map,
+    user_role_map,
+)
+
+__all__ = ["ServerInfo", "Urls", "UserRow", "UserView", "load_users", "token_model"]
+
+ACTIVE = ("pending", "running", "stopping")
+
+
+def q(name: str) -> str:
+    return quote(name, safe="@~")
+
+
+@dataclass(frozen=True)
+class Urls:
+    base_url: str = "/"
+    public_url: str = ""  # "https://hub.example" (no trailing slash) or ""
+
+    def server(self, user: str, server: str) -> str:
+        return f"{self.base_url}user/{q(user)}/" + (f"{q(server)}/" if server else "")
+
+    def progress(self, user: str, server: str) -> str:
+        tail = f"servers/{q(server)}/progress" if server else "server/progress"
+        return f"{self.base_url}hub/api/users/{q(user)}/{tail}"
+
+    def full(self, path: str) -> str | None:
+        return self.public_url + path if self.public_url else None
+
+
+@dataclass
+class ServerInfo:
+    """One server row plus live state from the lifecycle manager."""
+
+    name: str
+    display_name: str
+    state: str  # stopped / pending / running / stopping / failed
+    started: Any
+    last_activity: Any
+    user_options: dict[str, Any] | None
+    spawner_state: dict[str, Any] | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def pending(self) -> str | None:
+        return {"pending": "spawn", "stopping": "stop"}.get(self.state)
+
+
+@dataclass
+class UserRow:
+    id: int
+    name: str
+    admin: bool
+    created: Any
+    last_activity: Any
+    user_info: dict[str, Any] | None
+    groups: list[str]
+    roles: list[str]
+    servers: dict[str, ServerInfo]
+
+
+def server_model(urls: Urls, owner: str, s: ServerInfo, with_state: bool = False) -> dict[str, Any]:
+    url = urls.server(owner, s.name)
+    progress = urls.progress(owner, s.name)
+    model: dict[str, Any] = {
+        "name": s.name,
+        "display_name": s.display_name or s.name,
+        "full_name": f"{owner}/{s.name}",
+        "last_activity": isoformat(s.last_activity),
+        "started": isoformat(s.started) if s.active else None,
+        "pending": s.pending,
+        "ready": s.state == "running",
+        "stopped": not s.active,
+        "url": url,
+        "user_options": s.user_options or {},
+        "progress_url": progress,
+        "full_url": urls.full(url),
+        "full_progress_url": urls.full(progress),
+    }
+    if with_state:
+        model["state"] = s.spawner_state or {}
+    return model
+
+
+async def load_users(
+    session: AsyncSession,
+    user_ids: Sequence[int],
+    include_stopped: bool = False,
+    live: Any = None,
+    want_groups: bool = True,
+    want_roles: bool = True,
+    want_servers: bool = True,
+) -> list[UserRow]:
+    """Batched load: users, groups, roles and servers of ``user_ids`` in ≤4 queries, in order.
+
+    ``live`` (the ServerManager) overrides the DB's server state with the in-memory one, which
+    is authoritative while a transition is in progress.
+    """
+    if not user_ids:
+        return []
+    ids = list(user_ids)
+    rows = await session.execute(
+        select(User.id, User.name, User.admin, User.created, User.last_activity, User.user_info)
+        .where(User.id.in_(ids))
+    )  # fmt: skip
+    by_id = {r.id: UserRow(r.id, r.name, r.admin, r.created, r.last_activity, r.user_info,
+                           [], [], {}) for r in rows}  # fmt: skip
+    if want_groups:
+        grows = await session.execute(
+            select(user_group_map.c.user_id, Group.name)
+            .join(Group, Group.id == user_group_map.c.group_id)
+            .where(user_group_map.c.user_id.in_(ids))
+            .order_by(Group.name)
+        )
+        for uid, gname in grows:
+            by_id[uid].groups.append(gname)
+    if want_roles:
+        rrows = await session.execute(
+            select(user_role_map.c.user_id, Role.name)
+            .join(Role, Role.id == user_role_map.c.role_id)
+            .where(user_role_map.c.user_id.in_(ids))
+        )
+        for uid, rname in rrows:
+            by_id[uid].roles.append(rname)
+        for row in by_id.values():
+            implicit = ["user", "admin"] if row.admin else ["user"]
+            row.roles = sorted(set(row.roles) | set(implicit))
+    if want_servers:
+        cond = Server.user_id.in_(ids)
+        srows = await session.execute(
+            select(Server.user_id, Server.name, Server.display_name, Server.state, Server.started,
+                   Server.last_activity, Server.user_options, Server.spawner_state).where(cond)
+        )  # fmt: skip
+        for r in srows:
+            info = ServerInfo(r.name, r.display_name, r.state, r.started, r.last_activity,
+                              r.user_options, r.spawner_state)  # fmt: skip
+            owner = by_id[r.user_id]
+            if live is not None:
+                rt = live.get(owner.name, r.name)
+                if rt is not None:
+                    info.state = rt.state.value
+            if include_stopped or info.active:
+                owner.servers[r.name] = info
+    return [by_id[i] for i in ids if i in by_id]
+
+
+class UserView:
+    """Decides, once per request, which user-model keys the caller may see per user."""
+
+    def __init__(self, held: frozenset[str]) -> None:
+        self.held = held
+        f = rbac.filters
+        self.read_users = f(held, "read:users")
+        self.read_name = f(held, "read:users:name")
+        self.read_roles = f(held, "read:roles:users")
+        self.read_groups = f(held, "read:users:groups")
+        self.read_activity = f(held, "read:users:activity")
+        self.read_servers = f(held, "read:servers")
+        self.server_state = f(held, "admin:server_state")
+        self.auth_state = f(held, "admin:auth_state")
+
+    @staticmethod
+    def _ok(flt: rbac.Filters | None, user: str, groups: Iterable[str]) -> bool:
+        return flt is not None and flt.allows_user(user, groups)
+
+    def _server_ok(self, flt: rbac.Filters | None, user: str, server: str, groups: list[str]):
+        if flt is None:
+            return False
+        return flt.allows_user(user, groups) or f"{user}/{server}" in flt.servers
+
+    def can_see(self, user: str, groups: list[str]) -> bool:
+        for flt in (self.read_users, self.read_name, self.read_roles, self.read_groups,
+                    self.read_activity):  # fmt: skip
+            if self._ok(flt, user, groups):
+                return True
+        return self.read_servers is not None and (
+            self.read_servers.allows_user(user, groups)
+            or any(s.startswith(f"{user}/") for s in self.read_servers.servers)
+        )
+
+    def model(self, urls: Urls, u: UserRow) -> dict[str, Any]:
+        g = u.groups
+        full = self._ok(self.read_users, u.name, g)
+        model: dict[str, Any] = {"kind": "user", "name": u.name}
+        if full or self._ok(self.read_name, u.name, g) or self._ok(self.read_roles, u.name, g):
+            model["admin"] = u.admin
+        if full or self._ok(self.read_name, u.name, g):
+            model["user_info"] = u.user_info
+        if full or self._ok(self.read_roles, u.name, g):
+            model["roles"] = u.roles
+        if full or self._ok(self.read_groups, u.name, g):
+            model["groups"] = u.groups
+        if full:
+            default = u.servers.get("")
+            model["server"] = (
+                urls.server(u.name, "") if default and default.state == "running" else None
+            )
+            model["pending"] = default.pending if default else None
+            model["created"] = isoformat(u.created)
+        if full or self._ok(self.read_activity, u.name, g):
+            model["last_activity"] = isoformat(u.last_activity)
+        if self.read_servers is not None:
+            servers = {}
+            for name, s in u.servers.items():
+                if self._server_ok(self.read_servers, u.name, name, g):
+                    state = self._server_ok(self.server_state, u.name, name, g)
+                    servers[name] = server_model(urls, u.name, s, with_state=state)
+            if servers or self.read_servers.allows_user(u.name, g):
+                model["servers"] = servers
+        return model
+
+
+def group_model(held: frozenset[str], name: str, users: list[str], properties: dict[str, Any],
+                roles: list[str]) -> dict[str, Any]:  # fmt: skip
+    model: dict[str, Any] = {"kind": "group", "name": name}
+    if rbac.covers(held, "read:groups", group=name):
+        model["users"] = users
+        model["properties"] = properties or {}
+    if rbac.covers(held, "read:roles:groups", group=name):
+        model["roles"] = roles
+    return model
+
+
+async def load_groups(
+    session: AsyncSession, group_ids: Sequence[int]
+) -> list[tuple[Group, list[str], list[str]]]:
+    """(group row, member names, role names) for each id, in order, in three queries."""
+    if not group_ids:
+        return []
+    ids = list(group_ids)
+    groups = {
+        g.id: g
+        for g in (
+            await session.execute(
+                select(Group.id, Group.name, Group.properties).where(Group.id.in_(ids))
+            )
+        )
+    }
+    members: dict[int, list[str]] = {i: [] for i in ids}
+    for gid, uname in await session.execute(
+        select(user_group_map.c.group_id, User.name)
+        .join(User, User.id == user_group_map.c.user_id)
+        .where(user_group_map.c.group_id.in_(ids))
+        .order_by(User.name)
+    ):
+        members[gid].append(uname)
+    roles: dict[int, list[str]] = {i: [] for i in ids}
+    for gid, rname in await session.execute(
+        select(group_role_map.c.group_id, Role.name)
+        .join(Role, Role.id == group_role_map.c.role_id)
+        .where(group_role_map.c.group_id.in_(ids))
+    ):
+        roles[gid].append(rname)
+    return [(groups[i], members[i], sorted(roles[i])) for i in ids if i in groups]
+
+
+def token_model(
+    tok: APIToken, owner_kind: str, owner: str, scopes: Iterable[str], client: OAuthClient | None
+) -> dict[str, Any]:
+    model: dict[str, Any] = {
+        owner_kind: owner,
+        "id": f"a{tok.id}",
+        "kind": "api_token",
+        "roles": [],
+        "scopes": sorted(scopes),
+        "created": isoformat(tok.created),
+        "last_activity": isoformat(tok.last_activity),
+        "expires_at": isoformat(tok.expires_at),
+        "note": tok.note or "",
+        "session_id": tok.session_id,
+        "oauth_client": (client.description or client.identifier) if client else "JupyterHub",
+    }
+    return model
