@@ -48,6 +48,9 @@ def install() -> Path:
         npm = shutil.which("npm")
         if not node or not npm:
             raise ProviderError("node and npm are needed: apt-get install -y nodejs npm")
+        version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
+        if int(version.lstrip("v").split(".")[0] or 0) < 20:
+            raise ProviderError(f"oidc-provider 9 needs Node.js >= 20, found {version.strip()}")
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
             [npm, "install", "--no-audit", "--no-fund", "--no-save", *NPM_PACKAGES],
