@@ -49,7 +49,9 @@ def test_rotation_new_key_first_old_still_decrypts():
 
 def test_missing_key_is_a_clear_startup_error():
     assert check_config(False, {}) is None
-    with pytest.raises(CryptKeyError, match=r"enable_auth_state.*AMALTHEA_CRYPT_KEY.*Fernet.generate_key"):
+    with pytest.raises(
+        CryptKeyError, match=r"enable_auth_state.*AMALTHEA_CRYPT_KEY.*Fernet.generate_key"
+    ):
         check_config(True, {})
     assert isinstance(check_config(True, {ENV_VAR: generate_key()}), AuthStateCrypto)
 
