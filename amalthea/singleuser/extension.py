@@ -105,7 +105,7 @@ class HubExtension(ExtensionApp):  # type: ignore[misc]
 
     def _check_in(self, env: HubEnvironment) -> None:
         try:
-            version = check_in(env.api_url, self.hub_connect_delays)
+            version = check_in(env.api_url, self.hub_connect_delays, self.log)
         except HubUnavailable as exc:
             self.log.critical("%s", exc)
             raise SystemExit(1) from exc

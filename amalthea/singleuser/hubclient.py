@@ -136,7 +136,11 @@ class HubClient:
         self._raise_for(response, f"POST {url}")
 
 
-def check_in(api_url: str, delays: Sequence[float] = (2, 4, 8, 16, 16)) -> str | None:
+def check_in(
+    api_url: str,
+    delays: Sequence[float] = (2, 4, 8, 16, 16),
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+) -> str | None:
     """Make sure the hub is reachable before we start serving; return its version.
 
     Blocking on purpose: it runs once, before the event loop serves anything, and a server
@@ -146,7 +150,7 @@ def check_in(api_url: str, delays: Sequence[float] = (2, 4, 8, 16, 16)) -> str |
     last_error: Exception | None = None
     for attempt, delay in enumerate([0.0, *delays]):
         if delay:
-            log.warning("Hub at %s not reachable (%s); retrying in %ss", api_url, last_error, delay)
+            logger.warning("Hub at %s not reachable (%s); retrying in %ss", api_url, last_error, delay)
             time.sleep(delay)
         try:
             # Only http(s) URLs come from the hub's environment contract.
@@ -160,7 +164,7 @@ def check_in(api_url: str, delays: Sequence[float] = (2, 4, 8, 16, 16)) -> str |
             last_error = exc
         except OSError as exc:
             last_error = exc
-        log.debug("check-in attempt %d failed: %s", attempt + 1, last_error)
+        logger.debug("check-in attempt %d failed: %s", attempt + 1, last_error)
     raise HubUnavailable(
         f"the hub API at {api_url} (JUPYTERHUB_API_URL) did not answer after "
         f"{len(delays) + 1} attempts: {last_error}. Is the hub running and reachable from here?"

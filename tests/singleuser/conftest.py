@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakehub import FakeHub  # noqa: E402
+from fakehub import FakeHub
 
 SINGLEUSER = shutil.which("amalthea-singleuser", path=str(Path(sys.executable).parent)) or (
     "amalthea-singleuser"

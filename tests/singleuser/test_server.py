@@ -6,12 +6,12 @@ import json
 import re
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import SINGLEUSER, singleuser_env, start_singleuser
+from conftest import SINGLEUSER, singleuser_env
 from kernelclient import run_code
 
 ALICE = {"name": "alice", "kind": "user", "groups": [], "admin": False, "user_info": None,
@@ -54,7 +54,7 @@ def test_missing_environment_is_a_clear_error(tmp_path):
 def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
     env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api")
     proc = subprocess.run(
-        [SINGLEUSER, "--allow-root", "--HubExtension.hub_connect_delays=[0.1]"],
+        [SINGLEUSER, "--allow-root", "--HubExtension.hub_connect_delays=0.1"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
     )
     assert proc.returncode == 1
@@ -196,7 +196,7 @@ def test_activity_and_busy_kernel(fake_hub, alice_server, tokens):
         datetime.fromisoformat(a["last_activity"].replace("Z", "+00:00"))
         for a in fake_hub.state.activity
     ]
-    assert max(busy) - started >= __import__("datetime").timedelta(seconds=4)
+    assert max(busy) - started >= timedelta(seconds=4)
     httpx.delete(alice_server.url + f"api/kernels/{kernel}", headers=auth)
 
 

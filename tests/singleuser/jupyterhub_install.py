@@ -1,0 +1,59 @@
+"""Install JupyterHub 6.1.1 and configurable-http-proxy 5 into a cache dir, once.
+
+JupyterHub must not share a venv with Amalthea (it would pin our dependencies), so it gets
+its own venv under ``$AMALTHEA_TEST_CACHE`` (default ``~/.cache/amalthea-test``). A file lock
+makes parallel test workers install only once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+JUPYTERHUB_VERSION = "6.1.1"
+CHP_SPEC = "configurable-http-proxy@5"
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("AMALTHEA_TEST_CACHE", Path.home() / ".cache" / "amalthea-test"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _installed_version(python: Path) -> str | None:
+    if not python.exists():
+        return None
+    proc = subprocess.run(
+        [str(python), "-c", "import jupyterhub; print(jupyterhub.__version__)"],
+        capture_output=True, text=True,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_jupyterhub() -> tuple[Path, Path]:
+    """Return (jupyterhub executable, configurable-http-proxy executable)."""
+    root = cache_dir()
+    venv = root / "jh-venv"
+    chp_dir = root / "chp"
+    chp = chp_dir / "node_modules" / ".bin" / "configurable-http-proxy"
+    with (root / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed_version(venv / "bin" / "python") != JUPYTERHUB_VERSION:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", f"jupyterhub=={JUPYTERHUB_VERSION}"],
+                check=True,
+            )
+        if not chp.exists():
+            if shutil.which("npm") is None:
+                raise RuntimeError("npm is needed to install configurable-http-proxy (apt: npm)")
+            chp_dir.mkdir(exist_ok=True)
+            subprocess.run(
+                ["npm", "install", "--silent", "--no-audit", "--no-fund", CHP_SPEC],
+                cwd=chp_dir, check=True,
+            )
+    return venv / "bin" / "jupyterhub", chp

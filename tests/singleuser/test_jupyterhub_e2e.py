@@ -1,0 +1,215 @@
+"""amalthea-singleuser under a real JupyterHub 6.1.1 + configurable-http-proxy.
+
+One hub for the module: DummyAuthenticator, SimpleLocalProcessSpawner running our
+``amalthea-singleuser``. A plain HTTP client plays the browser: hub login form, OAuth
+redirects through the proxy to JupyterLab, a kernel over the websocket, another user's 403,
+and activity arriving in the hub's database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from jupyterhub_install import ensure_jupyterhub
+from kernelclient import run_code
+
+pytestmark = pytest.mark.slow
+
+SERVICE_TOKEN = "amalthea-test-service-token-0123456789"
+PASSWORD = "correct horse battery staple"
+SINGLEUSER = Path(sys.executable).parent / "amalthea-singleuser"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+CONFIG = """
+c = get_config()  # noqa
+c.JupyterHub.bind_url = "http://127.0.0.1:{proxy_port}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.JupyterHub.pid_file = "{tmp}/jupyterhub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = {password!r}
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
+c.Spawner.cmd = [{singleuser!r}]
+c.Spawner.args = ["--allow-root"]
+c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "2"}}
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.JupyterHub.services = [{{"name": "tester", "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [{{
+    "name": "tester",
+    "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users:activity"],
+    "services": ["tester"],
+}}]
+"""
+
+
+class Hub:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.url, self.proc, self.log = url, proc, log
+        self.api = httpx.Client(
+            base_url=f"{url}/hub/api", headers={"Authorization": f"token {SERVICE_TOKEN}"},
+            timeout=60,
+        )
+
+    def wait_ready(self, name: str, timeout: float = 150) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api.get(f"/users/{name}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return model
+            time.sleep(0.5)
+        raise TimeoutError(f"{name}'s server not ready; hub log:\n{self.log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    try:
+        jupyterhub, chp = ensure_jupyterhub()
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        pytest.fail(f"could not install JupyterHub 6.1.1 / CHP for the e2e test: {exc}")
+    tmp = tmp_path_factory.mktemp("jupyterhub")
+    proxy_port, hub_port, api_port = free_port(), free_port(), free_port()
+    (tmp / "jupyterhub_config.py").write_text(CONFIG.format(
+        proxy_port=proxy_port, hub_port=hub_port, api_port=api_port, chp=str(chp), tmp=tmp,
+        password=PASSWORD, singleuser=str(SINGLEUSER), token=SERVICE_TOKEN,
+    ))
+    log = tmp / "jupyterhub.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(jupyterhub), "-f", str(tmp / "jupyterhub_config.py")],
+            cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{proxy_port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/hub/api", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"JupyterHub did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.3)
+    the_hub = Hub(url, proc, log)
+    for name in ("alice", "bob"):
+        assert the_hub.api.post(f"/users/{name}").status_code in (201, 409)
+    yield the_hub
+    for name in ("alice", "bob"):
+        the_hub.api.delete(f"/users/{name}/server")
+    proc.terminate()  # stops the proxy and (cleanup_servers) the single-user servers
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def browser_login(hub: Hub, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=hub.url, follow_redirects=False, timeout=60)
+    client.get("/hub/login")
+    r = client.post("/hub/login", data={
+        "username": name, "password": PASSWORD, "_xsrf": client.cookies.get("_xsrf", path="/hub/"),
+    })
+    assert r.status_code == 302, r.text
+    return client
+
+
+def follow(client: httpx.Client, path: str, limit: int = 10) -> tuple[httpx.Response, list[str]]:
+    """Follow redirects by hand, recording where they went (all relative, via the proxy)."""
+    hops: list[str] = []
+    r = client.get(path)
+    while r.is_redirect and len(hops) < limit:
+        hops.append(r.headers["location"])
+        r = client.get(r.headers["location"])
+    return r, hops
+
+
+def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
+    r = hub.api.post("/users/alice/server")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("alice")
+    started = datetime.now(UTC)
+
+    alice = browser_login(hub, "alice")
+    r, hops = follow(alice, "/user/alice/lab")
+    assert r.status_code == 200, (hops, r.text[:500])
+    assert hops[0].startswith("/user/alice/login?next=")
+    assert hops[1].startswith("/hub/api/oauth2/authorize?") and "code_challenge=" in hops[1]
+    assert hops[2].startswith("/user/alice/oauth_callback?code=")
+    assert hops[3] == "/user/alice/lab"
+    assert r.headers["x-jupyterhub-version"] == "6.1.1"
+    config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
+    assert (config["hubUser"], config["hubPrefix"], config["hubServerName"]) == ("alice", "/hub/", "")
+
+    # cookie + XSRF, as JupyterLab does it
+    xsrf = alice.cookies.get("_xsrf", path="/user/alice/")
+    r = alice.post("/user/alice/api/kernels", json={}, headers={"X-XSRFToken": xsrf})
+    assert r.status_code == 201, r.text
+    kernel = r.json()["id"]
+    ws = f"{hub.url.replace('http', 'ws')}/user/alice/api/kernels/{kernel}/channels"
+    cookie = "; ".join(f"{c.name}={c.value}" for c in alice.cookies.jar)
+    assert run_code(ws, "1+1", {"Cookie": cookie}) == "2"
+
+    # a hub API token of alice works as Authorization header too
+    token = hub.api.post("/users/alice/tokens", json={"note": "e2e"}).json()["token"]
+    assert run_code(ws, "3*3", {"Authorization": f"token {token}"}) == "9"
+    assert httpx.get(f"{hub.url}/user/alice/api/status",
+                     headers={"Authorization": f"bearer {token}"}).status_code == 200
+
+    # activity reaches the hub (interval forced to 2 s)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        model = hub.api.get("/users/alice").json()
+        seen = model["servers"][""]["last_activity"]
+        if seen and datetime.fromisoformat(seen.replace("Z", "+00:00")) > started:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"no activity after {started}: {model}")
+
+    # log out goes to the hub and clears our cookie
+    r = alice.get("/user/alice/logout")
+    assert r.status_code == 302 and r.headers["location"] == "/hub/logout"
+
+
+def test_other_user_is_refused(hub: Hub):
+    if not hub.api.get("/users/alice").json()["servers"].get(""):
+        hub.api.post("/users/alice/server")
+        hub.wait_ready("alice")
+    bob = browser_login(hub, "bob")
+    r, hops = follow(bob, "/user/alice/lab")
+    # the hub itself refuses to authorize bob for alice's server: no code is ever issued
+    assert r.status_code == 403, hops
+    assert hops[-1].startswith("/hub/api/oauth2/authorize?")
+    assert not any(h.startswith("/user/alice/oauth_callback") for h in hops)
+    token = hub.api.post("/users/bob/tokens", json={"note": "e2e"}).json()["token"]
+    r = httpx.get(f"{hub.url}/user/alice/api/status", headers={"Authorization": f"token {token}"})
+    assert r.status_code == 403 and "user bob is not allowed" in r.text
+    r = httpx.get(f"{hub.url}/user/alice/api/kernels")  # no credentials at all
+    assert r.status_code == 403
+    # a forged OAuth callback through the proxy is refused, not a server error
+    r = bob.get("/user/alice/oauth_callback?code=stolen&state=forged")
+    assert r.status_code == 403
