@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         except HubEnvironmentError as exc:
             print(f"amalthea-singleuser: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
-    HubExtension.launch_instance(args)
+    HubExtension.launch_instance(args)  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from traitlets import Float, List
 
 from amalthea import JUPYTERHUB_COMPAT_VERSION
@@ -60,15 +61,15 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-class HubExtension(ExtensionApp):  # type: ignore[misc]
+class HubExtension(ExtensionApp):
     """Authenticate with the hub, report activity, give JupyterLab the hub's links."""
 
     name = "amalthea_singleuser"
     description = "Run a Jupyter server as a JupyterHub/Amalthea single-user server"
     load_other_extensions = True
 
-    hub_connect_delays = List(
-        Float(), default_value=[2, 4, 8, 16, 16],
+    hub_connect_delays: List[float] = List(
+        Float(), default_value=[2.0, 4.0, 8.0, 16.0, 16.0],
         help="Seconds to wait between attempts to reach the hub at startup.",
     ).tag(config=True)
 
@@ -84,8 +85,14 @@ class HubExtension(ExtensionApp):  # type: ignore[misc]
         return {"ServerApp": server_config(read_hub_environment())}
 
     @property
+    def server(self) -> ServerApp:
+        if self.serverapp is None:
+            raise RuntimeError("HubExtension used before jupyter_server linked it")
+        return self.serverapp
+
+    @property
     def hub(self) -> HubContext:
-        provider = self.serverapp.identity_provider
+        provider = self.server.identity_provider
         if not isinstance(provider, HubIdentityProvider):
             raise TypeError(
                 f"ServerApp.identity_provider_class is {type(provider).__name__}; "
@@ -97,7 +104,7 @@ class HubExtension(ExtensionApp):  # type: ignore[misc]
         self._tasks = set()
         env = self.hub.env
         self._check_in(env)
-        settings = self.serverapp.web_app.settings
+        settings = self.server.web_app.settings
         headers = settings.setdefault("headers", {})
         headers["X-JupyterHub-Version"] = JUPYTERHUB_COMPAT_VERSION
         headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")

@@ -22,7 +22,7 @@ from .oauth import STATE_TTL, OAuthStateError, authorize_url, safe_next_url
 __all__ = ["HubLogoutHandler", "OAuthCallbackHandler", "OAuthLoginHandler"]
 
 
-class _HubHandler(JupyterHandler):  # type: ignore[misc]
+class _HubHandler(JupyterHandler):
     @property
     def hub_identity(self) -> HubIdentityProvider:
         return cast(HubIdentityProvider, self.identity_provider)

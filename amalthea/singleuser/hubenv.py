@@ -140,8 +140,11 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
 
     Raises :class:`HubEnvironmentError` naming every required variable that is missing.
     """
-    env = os.environ if env is None else env
-    get = lambda name: env.get(name, "").strip()  # noqa: E731
+    source: Mapping[str, str] = os.environ if env is None else env
+
+    def get(name: str) -> str:
+        return source.get(name, "").strip()
+
     token = get("JUPYTERHUB_API_TOKEN") or get("JPY_API_TOKEN")
     required = {
         "JUPYTERHUB_SERVICE_URL": get("JUPYTERHUB_SERVICE_URL"),
@@ -158,7 +161,7 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
         )
     ip, port, url_path = _parse_service_url(required["JUPYTERHUB_SERVICE_URL"])
     user = required["JUPYTERHUB_USER"]
-    server_name = env.get("JUPYTERHUB_SERVER_NAME", "")
+    server_name = source.get("JUPYTERHUB_SERVER_NAME", "")
     prefix = _with_slashes(get("JUPYTERHUB_SERVICE_PREFIX") or url_path)
     api_url = required["JUPYTERHUB_API_URL"].rstrip("/")
     scopes_raw = get("JUPYTERHUB_OAUTH_ACCESS_SCOPES") or get("JUPYTERHUB_OAUTH_SCOPES")
@@ -177,11 +180,11 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
         access_scopes=_parse_scopes(scopes_raw, user, server_name),
         activity_url=get("JUPYTERHUB_ACTIVITY_URL")
         or f"{api_url}/users/{quote(user, safe='@~')}/activity",
-        activity_interval=_parse_interval(env.get("JUPYTERHUB_ACTIVITY_INTERVAL")),
+        activity_interval=_parse_interval(source.get("JUPYTERHUB_ACTIVITY_INTERVAL")),
         default_url=get("JUPYTERHUB_DEFAULT_URL") or "/lab",
-        root_dir=os.path.expanduser(get("JUPYTERHUB_ROOT_DIR")) if get("JUPYTERHUB_ROOT_DIR") else "",
+        root_dir=os.path.expanduser(root_dir) if (root_dir := get("JUPYTERHUB_ROOT_DIR")) else "",
         public_url=get("JUPYTERHUB_PUBLIC_URL"),
-        cookie_host_prefix=_truthy(env.get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED")),
-        allow_token_in_url=_truthy(env.get("JUPYTERHUB_ALLOW_TOKEN_IN_URL")),
+        cookie_host_prefix=_truthy(get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED")),
+        allow_token_in_url=_truthy(get("JUPYTERHUB_ALLOW_TOKEN_IN_URL")),
         report_url=get("AMALTHEA_REPORT_URL"),
     )

@@ -113,7 +113,7 @@ def _is_websocket(handler: web.RequestHandler) -> bool:
     return handler.request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-class HubIdentityProvider(IdentityProvider):  # type: ignore[misc]
+class HubIdentityProvider(IdentityProvider):
     """Identify requests with hub-issued tokens; log browsers in with OAuth against the hub."""
 
     hub = Instance(HubContext, help="Hub environment and client; read from JUPYTERHUB_* env.")
@@ -254,7 +254,7 @@ class HubIdentityProvider(IdentityProvider):  # type: ignore[misc]
         return options
 
 
-class HubAuthorizer(Authorizer):  # type: ignore[misc]
+class HubAuthorizer(Authorizer):
     """Everyone the identity provider lets in may do everything: the hub's scope
     ``access:servers`` is all-or-nothing, so the access check happens once, at identify time."""
 
