@@ -153,6 +153,11 @@ class BatchSpawner(Spawner):
         """A phrase like 'position 3 of 7' for a pending job, or '' when the system can't say."""
         return ""
 
+    def job_script(self) -> str:
+        """The job script start() would submit (for admins checking their templates, and tests)."""
+        self.token = self.token or secrets.token_hex(8)
+        return self._render_script(self._template_values())
+
     # ---- the spawner contract ---------------------------------------------------------------
     async def start(self) -> ServerAddress:
         self._starting = True
