@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -68,8 +67,9 @@ def request_segments(raw_path: bytes) -> list[str]:
 
 def format_timestamp(epoch: float) -> str:
     """ISO 8601 in UTC with milliseconds and ``Z``, as CHP returns ``last_activity``."""
-    dt = datetime.fromtimestamp(epoch, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    secs = int(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + (
+        f".{int((epoch - secs) * 1000):03d}Z")
 
 
 @dataclass(eq=False)

@@ -53,7 +53,7 @@ async def test_malformed_is_400_and_closed(routed, request_bytes: bytes) -> None
 
 
 async def test_smuggled_second_request_never_reaches_target(routed) -> None:
-    proxy, _, bob = routed
+    proxy, _, _bob = routed
     # classic CL.TE: if a proxy used CL and the target TE, "GET /user/alice" would be smuggled
     payload = (b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /user/alice/x HTTP/1.1\r\n\r\n")
