@@ -57,6 +57,10 @@ class _Incomplete(Exception):
     """The client's token did not complete a context in one step (we support only that)."""
 
 
+class _Unverified(Exception):
+    """The KDC accepted a password but its service ticket failed the keytab check."""
+
+
 class KerberosAuthenticator(Authenticator):
     login_kind = "header"
 
@@ -191,16 +195,39 @@ class KerberosAuthenticator(Authenticator):
         except GSSError as e:
             self._password_refused(principal, e)
             return None
+        except _Unverified as e:
+            raise AuthError(
+                "The login service could not check your password. Tell the hub's administrator.",
+                log_message=str(e),
+                status=503,
+            ) from e
         return self._result(full, "password")
 
     def _kinit_and_verify(self, principal: str, password: str) -> str:
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
         tgt = gssapi.raw.acquire_cred_with_password(name, password.encode(), usage="initiate").creds
         # Prove the KDC is ours: get a ticket for our service and decrypt it with the keytab.
-        initiator = gssapi.SecurityContext(name=self._service_name(), creds=tgt, usage="initiate")
-        acceptor = gssapi.SecurityContext(creds=self._acceptor(), usage="accept")
-        acceptor.step(initiator.step())
+        try:
+            initiator = gssapi.SecurityContext(
+                name=self._service_name(), creds=tgt, usage="initiate"
+            )
+            acceptor = gssapi.SecurityContext(creds=self._acceptor(), usage="accept")
+            acceptor.step(initiator.step())
+            # gssapi defers an acceptor error that comes with an error token (it returns the
+            # token instead of raising), so "no exception" does not mean "accepted".
+            problem = None if acceptor.complete else getattr(acceptor, "_last_err", None)
+            if not acceptor.complete:
+                raise _Unverified(self._unverified(principal, str(problem or "not established")))
+        except GSSError as e:
+            raise _Unverified(self._unverified(principal, e.gen_message())) from e
         return str(acceptor.initiator_name)
+
+    def _unverified(self, principal: str, detail: str) -> str:
+        return (
+            f"Kerberos: the KDC accepted the password of {principal}, but its ticket for "
+            f"{self._service_name()} does not decrypt with keytab {self.keytab}: {detail}. "
+            "Either the keytab is stale (re-export it) or the KDC that answered is not the real one."
+        )
 
     def _password_refused(self, principal: str, error: GSSError) -> None:
         code = error.min_code

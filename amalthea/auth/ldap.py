@@ -261,7 +261,10 @@ class LDAPAuthenticator(Authenticator):
         if self.username_attribute:
             values = found.attributes.get(self.username_attribute.lower()) or [username]
             name = str(values[0])
-        return AuthResult(name=name, groups=groups, user_info={"dn": found.dn})
+        # admin follows the directory's groups when admin_groups is set (so leaving the group
+        # revokes it); otherwise the hub keeps whatever admin flag it has (None).
+        admin = False if self.admin_groups and groups is not None else None
+        return AuthResult(name=name, groups=groups, admin=admin, user_info={"dn": found.dn})
 
     def _bind_as(self, server: ldap3.Server, dn: str, password: str) -> ldap3.Connection | None:
         conn = self._connect(server, dn, password)

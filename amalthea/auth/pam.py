@@ -101,7 +101,10 @@ class PAMAuthenticator(Authenticator):
         except pamela.PAMError as e:
             self._refused(username, e)
             return None
-        return AuthResult(name=username, groups=unix_groups(username))
+        # With admin_groups set, admin follows the Unix groups (leaving sudo revokes it);
+        # without, admin is left to the hub (None).
+        admin = False if self.admin_groups else None
+        return AuthResult(name=username, groups=unix_groups(username), admin=admin)
 
     def _check_password(self, username: str, password: str) -> None:
         """Runs in a worker thread: authenticate, account checks, optional session."""
@@ -147,7 +150,8 @@ def unix_groups(username: str) -> list[str]:
 def check_service_file(service: str) -> None:
     """Raise ValueError if the service file is missing or lets root in without a password."""
     path = PAM_DIR / service
-    if not path.exists() and not Path("/etc/pam.conf").exists():
+    # Linux-PAM ignores /etc/pam.conf when /etc/pam.d exists, so only the file counts.
+    if PAM_DIR.is_dir() and not path.exists():
         raise ValueError(
             f"PAMAuthenticator.service = {service!r}, but {path} does not exist, so PAM "
             "would fall back to the 'other' service (which usually refuses everyone). "

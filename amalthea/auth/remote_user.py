@@ -104,7 +104,8 @@ class RemoteUserAuthenticator(Authenticator):
         if self.groups_header:
             raw = _header(request.headers, self.groups_header)
             groups = sorted({g.strip() for g in raw.split(self.groups_separator) if g.strip()})
-        return AuthResult(name=name, groups=groups)
+        admin = False if self.admin_groups and groups is not None else None
+        return AuthResult(name=name, groups=groups, admin=admin)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

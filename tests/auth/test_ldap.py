@@ -9,10 +9,6 @@ import pytest
 
 from amalthea.auth.base import AuthError, LoginRequest
 from amalthea.auth.ldap import LDAPAuthenticator
-from amalthea.testing.engines.auth_fixtures import (  # noqa: F401
-    silent_tcp_port,
-    slapd_directory,
-)
 from amalthea.testing.engines.slapd import GROUPS, PEOPLE, READER_DN, READER_PASSWORD, free_port
 
 pytestmark = [pytest.mark.engine("slapd"), pytest.mark.timeout(60)]
@@ -24,9 +20,7 @@ def form(username: str, password: str) -> LoginRequest:
 
 def template_auth(directory, **kw) -> LDAPAuthenticator:
     kw.setdefault("server_urls", [directory.url])
-    return LDAPAuthenticator(
-        bind_dn_templates=[f"uid={{username}},{PEOPLE}"], allow_all=True, **kw
-    )
+    return LDAPAuthenticator(bind_dn_templates=[f"uid={{username}},{PEOPLE}"], allow_all=True, **kw)
 
 
 def search_auth(directory, **kw) -> LDAPAuthenticator:
@@ -53,7 +47,7 @@ async def test_bind_template_with_memberof_groups(slapd_directory):
     assert result.user_info == {"dn": f"uid=alice,{PEOPLE}"}
 
     bob = await auth.login(form("bob", "bob-pw"))
-    assert bob is not None and bob.groups == ["staff"] and not bob.admin
+    assert bob is not None and bob.groups == ["staff"] and bob.admin is False
 
 
 async def test_wrong_password_unknown_user_and_empty_password(slapd_directory):
@@ -67,7 +61,10 @@ async def test_wrong_password_unknown_user_and_empty_password(slapd_directory):
 async def test_second_template_is_tried(slapd_directory):
     auth = LDAPAuthenticator(
         server_urls=[slapd_directory.url],
-        bind_dn_templates=[f"uid={{username}},ou=nowhere,dc=hub,dc=test", f"uid={{username}},{PEOPLE}"],
+        bind_dn_templates=[
+            "uid={username},ou=nowhere,dc=hub,dc=test",
+            f"uid={{username}},{PEOPLE}",
+        ],
         allow_all=True,
     )
     assert (await auth.login(form("carol", "carol-pw"))).name == "carol"
@@ -111,7 +108,9 @@ async def test_search_account_wrong_password_is_a_clear_config_error(slapd_direc
 
 async def test_ldaps_and_starttls(slapd_directory):
     ldaps = template_auth(
-        slapd_directory, server_urls=[slapd_directory.ldaps_url], tls_ca_file=slapd_directory.ca_file
+        slapd_directory,
+        server_urls=[slapd_directory.ldaps_url],
+        tls_ca_file=slapd_directory.ca_file,
     )
     assert (await ldaps.login(form("bob", "bob-pw"))).name == "bob"
     starttls = template_auth(slapd_directory, starttls=True, tls_ca_file=slapd_directory.ca_file)
@@ -186,6 +185,8 @@ async def test_startup_validation():
     with pytest.raises(ValueError, match="bind_dn_templates"):
         await LDAPAuthenticator(server_urls=["ldap://127.0.0.1"]).startup()
     with pytest.raises(ValueError, match="ldap:// or ldaps://"):
-        await LDAPAuthenticator(server_urls=["127.0.0.1"], bind_dn_templates=["uid={username}"]).startup()
+        await LDAPAuthenticator(
+            server_urls=["127.0.0.1"], bind_dn_templates=["uid={username}"]
+        ).startup()
     with pytest.raises(Exception, match="has no"):
         LDAPAuthenticator(bind_dn_templates=["uid=alice,dc=x"])
