@@ -1,0 +1,1 @@
+"""Secrets, tokens, CSRF, safe redirects and login throttling: small pure helpers."""

@@ -1,0 +1,79 @@
+"""Schema creation and upgrades (Alembic), run in a worker thread at hub start or by
+``amalthea upgrade-db``.
+
+A new database gets the whole schema from the models and is stamped at the head revision (one
+``create_all`` is much faster than replaying every migration); an existing one is upgraded only
+when asked (``amalthea upgrade-db``) or when ``c.Amalthea.upgrade_db = True``, because silently
+migrating a shared production database is not something a hub should do on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, pool
+
+from amalthea.hub.store.db import sync_url
+from amalthea.hub.store.models import Base
+
+__all__ = ["DatabaseNeedsUpgrade", "prepare", "upgrade"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseNeedsUpgrade(Exception):
+    """The database schema is older than this Amalthea; the message says how to upgrade."""
+
+
+def _config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_config("")).get_current_head() or ""
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the head revision (creates it on an empty database)."""
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if not inspect(conn).has_table("users"):
+                Base.metadata.create_all(conn)
+                cfg = _config(url)
+                cfg.attributes["connection"] = conn
+                command.stamp(cfg, "head")
+                return
+            cfg = _config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
+
+
+def prepare(url: str, allow_upgrade: bool = False) -> None:
+    """Create a missing schema; refuse (or upgrade) an outdated one."""
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("users"):
+                current = None
+            else:
+                current = MigrationContext.configure(conn).get_current_revision() or "none"
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current is None or allow_upgrade:
+        upgrade(url)
+    elif current != head:
+        raise DatabaseNeedsUpgrade(
+            f"The database at {url} has schema revision {current}, this Amalthea needs {head}. "
+            "Back it up, then run `amalthea upgrade-db` (or set c.Amalthea.upgrade_db = True)."
+        )

@@ -1,0 +1,115 @@
+"""Queries the hub core runs often, as small async functions over an AsyncSession.
+
+The REST API helpers may add their own modules next to this one; these are the ones the login,
+token and lifecycle code share.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amalthea.hub.clock import utcnow
+from amalthea.hub.security.tokens import hash_token, new_token, token_prefix
+from amalthea.hub.store.models import APIToken, LoginSession, OAuthClient, Server, User
+
+HUB_CLIENT_ID = "jupyterhub"
+
+
+async def user_by_name(s: AsyncSession, name: str) -> User | None:
+    return (await s.execute(select(User).where(User.name == name))).scalar()
+
+
+async def create_user(s: AsyncSession, name: str, admin: bool = False) -> User:
+    user = User(name=name, admin=admin, cookie_id=uuid.uuid4().hex, created=utcnow())
+    user.servers = [Server(name="", state="stopped")]
+    s.add(user)
+    await s.flush()
+    return user
+
+
+async def get_or_create_user(s: AsyncSession, name: str, admin: bool | None = None) -> User:
+    user = await user_by_name(s, name)
+    if user is None:
+        user = await create_user(s, name, bool(admin))
+    elif admin is not None and user.admin != admin:
+        user.admin = admin
+    return user
+
+
+async def ensure_hub_client(s: AsyncSession) -> None:
+    """The 'jupyterhub' OAuth client issues plain API tokens; it must always exist."""
+    if (
+        await s.execute(select(OAuthClient.id).where(OAuthClient.identifier == HUB_CLIENT_ID))
+    ).first():
+        return
+    s.add(OAuthClient(identifier=HUB_CLIENT_ID, description="JupyterHub", secret=""))
+    await s.flush()
+
+
+async def create_token(
+    s: AsyncSession,
+    *,
+    user_id: int | None = None,
+    service_id: int | None = None,
+    note: str = "",
+    scopes: list[str] | None = None,
+    expires_in: float | None = None,
+    client_id: str = HUB_CLIENT_ID,
+    session_id: str | None = None,
+) -> tuple[str, APIToken]:
+    """Mint a token; returns (secret shown once, row)."""
+    token = new_token()
+    now = utcnow()
+    row = APIToken(
+        user_id=user_id,
+        service_id=service_id,
+        hashed=hash_token(token),
+        prefix=token_prefix(token),
+        client_id=client_id,
+        session_id=session_id,
+        created=now,
+        expires_at=now + timedelta(seconds=expires_in) if expires_in else None,
+        note=note,
+        scopes=scopes if scopes is not None else ["inherit"],
+    )
+    s.add(row)
+    await s.flush()
+    return token, row
+
+
+async def create_session(
+    s: AsyncSession, user: User, max_age_days: float, user_agent: str = ""
+) -> LoginSession:
+    now = utcnow()
+    row = LoginSession(
+        id=uuid.uuid4().hex,
+        user_id=user.id,
+        created=now,
+        last_seen=now,
+        expires_at=now + timedelta(days=max_age_days),
+        user_agent=user_agent[:500],
+    )
+    s.add(row)
+    await s.flush()
+    return row
+
+
+async def end_session(s: AsyncSession, session_id: str) -> list[str]:
+    """Delete the session and the OAuth tokens issued in it; returns the deleted token hashes."""
+    hashes = list(
+        (
+            await s.execute(select(APIToken.hashed).where(APIToken.session_id == session_id))
+        ).scalars()
+    )
+    await s.execute(delete(APIToken).where(APIToken.session_id == session_id))
+    await s.execute(delete(LoginSession).where(LoginSession.id == session_id))
+    return hashes
+
+
+def bump(old: datetime | None, new: datetime) -> datetime:
+    """Activity only moves forward."""
+    return new if old is None or new > old else old
