@@ -107,9 +107,12 @@ class ServerSharesHandler(ShareAPI):
             except ShareError as e:
                 self._raise(e)
                 raise
-            await self._check_grantable(scopes, owner, uid is not None, rname)
             if uid is not None and uid == t.owner.id:
                 raise bad("Cannot share a server with its owner")
+        # permission checks may read the database: outside the session (SQLite has one connection)
+        await self._check_grantable(scopes, owner, uid is not None, rname)
+        async with self.hub.db.session() as s:
+            t = await self._target(s, owner, server)
             share = await sharing.grant(s, t, scopes, uid, gid)
             await s.commit()
             model = self._share_model(share, owner, t.server, rname if uid else None,
@@ -207,6 +210,7 @@ class ServerCodesHandler(ShareCodeAPI):
     async def post(self, owner: str, server: str) -> None:
         await self.need_any(["shares"], server=f"{owner}/{server}")
         body = self.body_object({"scopes", "expires_in"})
+        owner_groups = await self.groups_of(owner)  # before the session: SQLite has one connection
         async with self.hub.db.session() as s:
             t = await self._target(s, owner, server)
             try:
@@ -215,8 +219,7 @@ class ServerCodesHandler(ShareCodeAPI):
             except ShareError as e:
                 self._raise(e)
                 raise
-            missing = rbac.not_covered(self.held, rbac.expand(scopes),
-                                       {owner: await self.groups_of(owner)})  # fmt: skip
+            missing = rbac.not_covered(self.held, rbac.expand(scopes), {owner: owner_groups})
             if missing:
                 raise bad(f"Not allowed to share scopes you don't hold: {missing}", 403)
             code = sharing.new_code()
