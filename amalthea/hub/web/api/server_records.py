@@ -121,8 +121,26 @@ class ServerRecordHandler(start_stop.ServerHandler, RestHandler):
         self.write_json(self._model(name, row))
 
 
+class ServerLogsHandler(RestHandler):
+    """Amalthea extension for the admin panel: the last lines a server printed."""
+
+    async def get(self, name: str, server: str = "") -> None:
+        await self.need_any(["admin:servers"], server=f"{name}/{server}")
+        rt = self.hub.servers.get(name, server)
+        lines: list[str] = []
+        if rt is not None and rt.spawner is not None:
+            try:
+                lines = list(await rt.spawner.logs(200))
+            except Exception as e:  # a spawner without logs must not break the panel
+                lines = [f"(logs unavailable: {e})"]
+        elif rt is not None and rt.failure:
+            lines = list(rt.failure.get("log_tail") or [])
+        self.write_json({"server": f"{name}/{server}", "lines": lines})
+
+
 priority = 50
 handlers = [
+    (r"/users/([^/]+)/server-logs/([^/]*)", ServerLogsHandler),
     (r"/users/([^/]+)/server", ServerRecordHandler),
     (r"/users/([^/]+)/servers/([^/]*)", ServerRecordHandler),
 ]
