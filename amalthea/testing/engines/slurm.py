@@ -104,6 +104,18 @@ class SlurmCluster:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        # Cancel jobs while slurmd still runs: stopping it under a running job leaves an
+        # orphaned slurmstepd behind.
+        if self.procs and all(p.poll() is None for p in self.procs):
+            jobs = self.run("squeue", "-h", "-o", "%i").stdout.split()
+            if jobs:
+                self.run("scancel", *jobs)
+                deadline = time.monotonic() + 15
+                while (
+                    self.run("squeue", "-h", "-o", "%i").stdout.split()
+                    and time.monotonic() < deadline
+                ):
+                    time.sleep(0.2)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
