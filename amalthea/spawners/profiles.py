@@ -30,7 +30,7 @@ in one form and only the chosen profile's are read.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: profile keys that are spawner settings, with the check applied at load time
-FIXED_OVERRIDES = {
+FIXED_OVERRIDES: dict[str, Callable[[Any], object]] = {
     "image": str,
     "mem_limit": parse_memory,
     "cpu_limit": parse_cpu,

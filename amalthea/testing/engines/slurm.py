@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,15 +196,15 @@ def _wait_idle(cluster: SlurmCluster, timeout: float) -> None:
     _wait_for(lambda: cluster.node_state() == "idle", timeout, "the node to be idle", cluster)
 
 
-def _wait_for(check: object, timeout: float, what: str, cluster: SlurmCluster) -> None:
+def _wait_for(check: Callable[[], bool], timeout: float, what: str, cluster: SlurmCluster) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(check) and check():
+        if check():
             return
         for proc in cluster.procs:
             if proc.poll() is not None:
                 raise EngineUnavailable(
-                    f"{proc.args} exited with {proc.returncode} while waiting for {what}\n"
+                    f"{proc.args!r} exited with {proc.returncode} while waiting for {what}\n"
                     + cluster.log_tail()
                 )
         time.sleep(0.1)
