@@ -25,6 +25,7 @@ from typing import Any
 from traitlets import Bool, Float, Set, Unicode
 
 from amalthea.auth._blocking import BlockingRunner
+from amalthea.auth._refusals import logs_refusals
 from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginRequest
 
 try:
@@ -134,6 +135,7 @@ class KerberosAuthenticator(Authenticator):
         name = user if self.strip_realm else principal
         return AuthResult(name=name, user_info={"principal": principal})
 
+    @logs_refusals
     async def authenticate(self, request: LoginRequest) -> AuthResult | None:
         if request.form.get("username") and self.allow_password:
             return await self._password_login(

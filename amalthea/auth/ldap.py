@@ -29,6 +29,7 @@ from typing import Any
 from traitlets import Bool, Enum, Float, List, TraitError, Unicode, validate
 
 from amalthea.auth._blocking import BlockingRunner
+from amalthea.auth._refusals import logs_refusals
 from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginRequest
 
 try:
@@ -171,6 +172,7 @@ class LDAPAuthenticator(Authenticator):
             return "search" if self.group_search_base else "memberof"
         return str(self.group_lookup)
 
+    @logs_refusals
     async def authenticate(self, request: LoginRequest) -> AuthResult | None:
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")

@@ -25,6 +25,7 @@ from typing import Any
 from traitlets import Bool, Float, TraitError, Unicode, validate
 
 from amalthea.auth._blocking import BlockingRunner
+from amalthea.auth._refusals import logs_refusals
 from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginRequest
 
 try:
@@ -84,6 +85,7 @@ class PAMAuthenticator(Authenticator):
             raise ValueError(_su_message(self.service))
         check_service_file(self.service)
 
+    @logs_refusals
     async def authenticate(self, request: LoginRequest) -> AuthResult | None:
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")

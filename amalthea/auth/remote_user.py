@@ -21,6 +21,7 @@ from typing import Any
 
 from traitlets import List, TraitError, Unicode, validate
 
+from amalthea.auth._refusals import logs_refusals
 from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginRequest
 
 __all__ = ["RemoteUserAuthenticator"]
@@ -85,6 +86,7 @@ class RemoteUserAuthenticator(Authenticator):
             address = address.ipv4_mapped  # a dual-stack socket reports ::ffff:127.0.0.1
         return any(address in net for net in self.networks())
 
+    @logs_refusals
     async def authenticate(self, request: LoginRequest) -> AuthResult | None:
         if not self.is_trusted(request.remote_ip):
             raise AuthError(
