@@ -139,7 +139,7 @@ class BatchSpawner(Spawner):
         self.last_status: JobStatus | None = None
         self._events: list[ProgressEvent] = []
         self._events_changed = asyncio.Event()
-        self._starting = False
+        self._start_finished = False
         self._reported: ServerAddress | None = None
 
     # ---- per-system hooks -------------------------------------------------------------------
@@ -160,14 +160,14 @@ class BatchSpawner(Spawner):
 
     # ---- the spawner contract ---------------------------------------------------------------
     async def start(self) -> ServerAddress:
-        self._starting = True
+        self._events, self._start_finished = [], False  # a new start, a new progress story
         try:
             return await self._start()
         except SpawnError as e:
             self._emit(ProgressEvent(100, e.user_message, failed=True))
             raise
         finally:
-            self._starting = False
+            self._start_finished = True
             self._events_changed.set()
 
     async def _start(self) -> ServerAddress:
@@ -276,7 +276,7 @@ class BatchSpawner(Spawner):
                 yield event
                 if event.ready or event.failed:
                     return
-            if not self._starting and seen:
+            if self._start_finished:  # before start() it waits: events are still to come
                 return
             await self._events_changed.wait()
 
