@@ -31,7 +31,7 @@ from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginReques
 try:
     import gssapi
     import gssapi.raw
-    from gssapi.exceptions import GSSError
+    from gssapi.raw.misc import GSSError
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(
         f"the kerberos authenticator needs gssapi: pip install 'amalthea[kerberos]' ({e})"
@@ -207,7 +207,8 @@ class KerberosAuthenticator(Authenticator):
 
     def _kinit_and_verify(self, principal: str, password: str) -> str:
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-        tgt = gssapi.raw.acquire_cred_with_password(name, password.encode(), usage="initiate").creds
+        raw = gssapi.raw.acquire_cred_with_password(name, password.encode(), usage="initiate")
+        tgt = gssapi.Credentials(raw.creds)
         # Prove the KDC is ours: get a ticket for our service and decrypt it with the keytab.
         try:
             initiator = gssapi.SecurityContext(

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from amalthea.testing.engines.apt import EngineUnavailable, ensure_commands
 
@@ -141,7 +142,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def _admin(url: str) -> Iterator[object]:
+def _admin(url: str) -> Iterator[Any]:
     import ldap3
 
     conn = ldap3.Connection(ldap3.Server(url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
@@ -151,9 +152,9 @@ def _admin(url: str) -> Iterator[object]:
         conn.unbind()
 
 
-def _check(conn: object, ok: bool) -> None:
+def _check(conn: Any, ok: bool) -> None:
     if not ok:
-        raise RuntimeError(f"LDAP write failed: {conn.result}")  # type: ignore[attr-defined]
+        raise RuntimeError(f"LDAP write failed: {conn.result}")
 
 
 def _populate(url: str) -> None:
@@ -165,7 +166,7 @@ def _populate(url: str) -> None:
             (READER_DN, ["organizationalRole", "simpleSecurityObject"],
              {"cn": "reader", "userPassword": READER_PASSWORD}),
         ]:  # fmt: skip
-            _check(conn, conn.add(dn, classes, attrs))  # type: ignore[attr-defined]
+            _check(conn, conn.add(dn, classes, attrs))
 
 
 def _self_signed(state: Path) -> tuple[Path, Path]:
