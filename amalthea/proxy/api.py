@@ -96,8 +96,8 @@ class RoutesAPI:
                 return Response(400, json.dumps(
                     {"error": f"Invalid datestamp {since[0]!r}: expected ISO 8601"}).encode())
             routes = [r for r in routes if r.last_activity < cutoff]
-        body = {r.prefix: r.as_json() for r in routes}
-        return Response(200, json.dumps(body).encode())
+        body = "{" + ", ".join([r.json_item() for r in routes]) + "}"
+        return Response(200, body.encode())
 
     def _post(self, prefix: str, body: bytes) -> Response:
         try:

@@ -25,8 +25,10 @@ class ProxyConfig:
     metrics_ip: str = _opt("", "IP of the Prometheus metrics endpoint")
     metrics_port: int = _opt(0, "Port of the Prometheus metrics endpoint (0: off)")
     log_level: str = _opt("info", "Log level (debug, info, warn, error)")
-    timeout: int = _opt(0, "Milliseconds before an incoming request is dropped (0: none)")
-    proxy_timeout: int = _opt(0, "Milliseconds to wait for a target's response (0: none)")
+    timeout: int = _opt(0, "Milliseconds a request may go without traffic before it is "
+                           "dropped (0: never)")
+    proxy_timeout: int = _opt(0, "Milliseconds to wait for a target's response head after "
+                                 "the last request byte (0: forever)")
     keep_alive_timeout: int = _opt(5000, "Milliseconds an idle client connection is kept")
     host_routing: bool = _opt(False, "Route on Host: the first prefix segment is a hostname")
     store: str = _opt("memory", "Route store: memory, file:PATH or sqlite:PATH")

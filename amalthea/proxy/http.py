@@ -260,8 +260,10 @@ class ClientConnection(asyncio.Protocol):
         up = ex.upstream
         if up is not None and ex is self.active:
             up.transport.write(body)
+            # --proxy-timeout counts from the last byte sent, so long uploads are fine
+            ex.sent_at = now = self.ctx.now
             if ex.route is not None:
-                ex.route.last_activity = self.ctx.now
+                ex.route.last_activity = now
         else:
             ex.pending.append(body)
 

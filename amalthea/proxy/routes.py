@@ -16,6 +16,7 @@ boundary), and a segment that is ``.`` or ``..`` after decoding rejects the requ
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class Route:
     data: dict[str, Any]
     target: Target
     last_activity: float = field(default_factory=time.time)
+    # GET /api/routes serialises every route; cache the parts that rarely change.
+    _json_head: str = field(default="", init=False, repr=False)
+    _ts: float = field(default=-1.0, init=False, repr=False)
+    _ts_text: str = field(default="", init=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """The route as ``GET /api/routes`` shows it: stored data + target + last_activity."""
@@ -91,6 +96,18 @@ class Route:
         out["target"] = self.target.url
         out["last_activity"] = format_timestamp(self.last_activity)
         return out
+
+    def json_item(self) -> str:
+        """``"prefix": {...}`` as in the GET /api/routes object, from cached pieces."""
+        if not self._json_head:
+            body = dict(self.data)
+            body["target"] = self.target.url
+            self._json_head = json.dumps(self.prefix) + ": " + json.dumps(body)[:-1]
+        ts = self.last_activity
+        if ts != self._ts:
+            self._ts_text = format_timestamp(ts)
+            self._ts = ts
+        return f'{self._json_head}, "last_activity": "{self._ts_text}"}}'
 
 
 class _Node:

@@ -132,15 +132,15 @@ class ProxyServer:
                 if ex is None:
                     if conn.splice is None and keep_alive and now - conn.last_io > keep_alive:
                         conn.abort()
-                elif timeout and now - ex.started > timeout:
-                    self._timed_out(conn, ex)
+                elif timeout and now - conn.last_io > timeout:
+                    self._timed_out(conn, ex, 408)
                 elif (proxy_timeout and ex.upstream is not None and not ex.response_started
                       and now - ex.sent_at > proxy_timeout):
-                    self._timed_out(conn, ex)
+                    self._timed_out(conn, ex, 504)
             if isinstance(self.store, FileStore):
                 self.store.maybe_compact(self._records())
 
-    def _timed_out(self, conn: ClientConnection, ex: Any) -> None:
+    def _timed_out(self, conn: ClientConnection, ex: Any, status: int) -> None:
         self.ctx.stats.upstream_errors += 1
         if ex.response_started or conn.closed:
             conn.abort()
@@ -149,9 +149,9 @@ class ProxyServer:
         if up is not None:
             up.client = None
             up.close()
-        conn.transport.write(simple_response(504, b"target did not answer in time\n",
-                                             close=True))
-        conn.ctx.stats.status[504] += 1
+        detail = b"target did not answer in time\n" if status == 504 else b"request too slow\n"
+        conn.transport.write(simple_response(status, detail, close=True))
+        conn.ctx.stats.status[status] += 1
         conn.active = None
         conn.abort()
 

@@ -13,6 +13,7 @@ A target path is prepended to the request path (CHP's default ``prependPath``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["Target", "parse_target"]
@@ -35,6 +36,11 @@ def parse_target(url: object) -> Target:
     """Parse a target URL; raise ``ValueError`` naming the bad value and the accepted forms."""
     if not isinstance(url, str) or not url:
         raise ValueError("Must specify 'target' as string")
+    return _parse(url)
+
+
+@lru_cache(maxsize=4096)
+def _parse(url: str) -> Target:
     if url.startswith("unix:/"):
         return Target(url, ("unix", url[5:]), unix_path=url[5:])
     parts = urlsplit(url)

@@ -59,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.splicing:
             client.touch()
             return
+        client.last_io = client.ctx.now  # a streaming response is not an idle client
         ex = self.exchange
         assert ex is not None
         ex.response_started = True

@@ -178,6 +178,20 @@ async def test_proxy_timeout(proxy_config) -> None:
         silent.close()
 
 
+async def test_client_timeout(proxy_config, upstream) -> None:
+    proxy_config.timeout = 300
+    server = ProxyServer(proxy_config)
+    await server.startup()
+    try:
+        server.ctx.table.add("/user/a", {"target": upstream.url})
+        # the body never comes: the request is dropped, not held forever
+        out = await raw_request(server.port, b"POST /user/a HTTP/1.1\r\nHost: x\r\n"
+                                             b"Content-Length: 10\r\n\r\nabc")
+        assert out.startswith(b"HTTP/1.1 408")
+    finally:
+        await server.shutdown()
+
+
 async def test_unix_socket_target(api, web, tmp_path) -> None:
     up = Upstream(unix_path=str(tmp_path / "up.sock"))
     try:

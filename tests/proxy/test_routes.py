@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -116,6 +117,10 @@ def test_as_json_and_timestamp() -> None:
     assert r.as_json() == {"target": "http://x:1", "user": "a", "jupyterhub": True,
                            "last_activity": "1970-01-01T00:00:00.500Z"}
     assert format_timestamp(1700000000.123456) == "2023-11-14T22:13:20.123Z"
+    # the cached serialisation used by GET /api/routes says the same, before and after a touch
+    for _ in range(2):
+        assert json.loads("{" + r.json_item() + "}") == {"/user/a": r.as_json()}
+        r.last_activity = 1700000000.5
 
 
 @pytest.mark.parametrize("url,key,prefix", [
