@@ -89,9 +89,9 @@ async def wait_http(url: str, timeout: float = 90) -> httpx.Response:
             await asyncio.sleep(0.25)
 
 
-async def execute(base: str, code: str, timeout: float = 60) -> dict[str, Any]:
+async def execute(base: str, code: str, timeout: float = 60, token: str = TOKEN) -> dict[str, Any]:
     """Start a kernel over the REST API, run ``code`` over its websocket, return the outcome."""
-    auth = {"Authorization": f"token {TOKEN}"}
+    auth = {"Authorization": f"token {token}"}
     async with httpx.AsyncClient(headers=auth) as client:
         response = await client.post(f"{base}api/kernels", json={"name": "python3"}, timeout=30)
         response.raise_for_status()

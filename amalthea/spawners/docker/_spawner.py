@@ -88,6 +88,11 @@ class DockerSpawner(Spawner):
         config=True
     )
     remove = Bool(True, help="Delete the container when the server stops.").tag(config=True)
+    use_init = Bool(
+        True,
+        help="Run Docker's tiny init as PID 1 (docker run --init): it forwards SIGTERM to the "
+        "server and reaps zombie processes left by kernels and terminals.",
+    ).tag(config=True)
     stop_timeout = Float(10, help="Seconds between SIGTERM and SIGKILL on stop.").tag(config=True)
     extra_host_config = Dict(
         help="Merged into the Engine API's HostConfig, e.g. {'CapAdd': ['SYS_PTRACE']}."
@@ -269,6 +274,7 @@ class DockerSpawner(Spawner):
         host_config: dict[str, Any] = {
             "NetworkMode": self.network_name,
             "Mounts": self._mounts(),
+            "Init": self.use_init,
             **self._limits(),
         }
         config: dict[str, Any] = {
