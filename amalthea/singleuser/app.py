@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from .extension import HubExtension
 from .hubenv import HubEnvironmentError, read_hub_environment
 
 __all__ = ["main"]
@@ -25,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
         except HubEnvironmentError as exc:
             print(f"amalthea-singleuser: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
+    # Imported only now: jupyter_server takes seconds to import, a config error should not.
+    from .extension import HubExtension
+
     HubExtension.launch_instance(args)  # type: ignore[no-untyped-call]
 
 

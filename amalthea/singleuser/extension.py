@@ -21,7 +21,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Float, List
+from traitlets import Float, Integer
 
 from amalthea import JUPYTERHUB_COMPAT_VERSION
 
@@ -54,6 +54,9 @@ def server_config(env: HubEnvironment) -> dict[str, Any]:
     }
     if env.root_dir:
         config["root_dir"] = env.root_dir
+        # ServerApp computed preferred_dir from the old root_dir (the cwd) before starter
+        # config applies; left alone it would point outside the new root and abort startup.
+        config["preferred_dir"] = env.root_dir
     return config
 
 
@@ -68,10 +71,17 @@ class HubExtension(ExtensionApp):
     description = "Run a Jupyter server as a JupyterHub/Amalthea single-user server"
     load_other_extensions = True
 
-    hub_connect_delays: List[float] = List(
-        Float(), default_value=[2.0, 4.0, 8.0, 16.0, 16.0],
-        help="Seconds to wait between attempts to reach the hub at startup.",
+    hub_connect_attempts = Integer(
+        6, help="How often to try reaching the hub at startup before giving up."
     ).tag(config=True)
+    hub_connect_max_delay = Float(
+        16.0, help="Longest wait between startup attempts; waits double from 2 s up to this."
+    ).tag(config=True)
+
+    @property
+    def hub_connect_delays(self) -> list[float]:
+        return [min(2.0 ** (i + 1), self.hub_connect_max_delay)
+                for i in range(max(self.hub_connect_attempts - 1, 0))]
 
     _tasks: set[asyncio.Task[None]]
 

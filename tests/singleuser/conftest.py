@@ -99,7 +99,12 @@ def fake_hub() -> Iterator[FakeHub]:
 @pytest.fixture(scope="module")
 def alice_server(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("alice")
-    env = singleuser_env(fake_hub, home, JUPYTERHUB_ACTIVITY_INTERVAL="1")
+    (home / "work").mkdir()
+    (home / "work" / "marker.txt").write_text("root dir from the hub")
+    env = singleuser_env(
+        fake_hub, home, JUPYTERHUB_ACTIVITY_INTERVAL="1",
+        JUPYTERHUB_ROOT_DIR=str(home / "work"), JUPYTERHUB_DEFAULT_URL="/tree",
+    )
     server = start_singleuser(fake_hub, env, home)
     yield server
     server.stop()

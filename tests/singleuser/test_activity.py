@@ -88,6 +88,7 @@ async def test_reports_only_new_activity_and_retries(monkeypatch):
     assert await rep.report_once() is True
     assert sleeps == [1.0, 2.0]  # backoff after two failures
     url, payload = client.posts[0]
+    assert url.endswith("/users/alice/activity")
     assert payload == {
         "last_activity": "2020-01-01T00:00:00Z",
         "servers": {"gpu": {"last_activity": "2020-01-01T00:00:00Z"}},

@@ -164,6 +164,9 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
     config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
     assert (config["hubUser"], config["hubPrefix"], config["hubServerName"]) == ("alice", "/hub/", "")
 
+    r = alice.get("/user/alice/")
+    assert r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/lab"  # default
+
     # cookie + XSRF, as JupyterLab does it
     xsrf = alice.cookies.get("_xsrf", path="/user/alice/")
     r = alice.post("/user/alice/api/kernels", json={}, headers={"X-XSRFToken": xsrf})

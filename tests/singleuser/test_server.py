@@ -54,10 +54,12 @@ def test_missing_environment_is_a_clear_error(tmp_path):
 def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
     env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api")
     proc = subprocess.run(
-        [SINGLEUSER, "--allow-root", "--HubExtension.hub_connect_delays=0.1"],
+        [SINGLEUSER, "--allow-root", "--HubExtension.hub_connect_attempts=2",
+         "--HubExtension.hub_connect_max_delay=0.1"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
     )
     assert proc.returncode == 1
+    assert "did not answer after 2 attempts" in proc.stderr
     assert "JUPYTERHUB_API_URL" in proc.stderr
 
 
@@ -169,6 +171,14 @@ def test_token_auth(alice_server, tokens, header, status):
     assert r.status_code == status
     if status == 403 and "bob" in header:
         assert "user bob is not allowed" in r.text
+
+
+def test_default_url_and_root_dir_come_from_the_hub(alice_server, tokens):
+    auth = {"Authorization": "token alice-token"}
+    r = httpx.get(alice_server.url, headers=auth)
+    assert r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/tree"
+    names = [f["name"] for f in httpx.get(alice_server.url + "api/contents", headers=auth).json()["content"]]
+    assert names == ["marker.txt"]
 
 
 def test_url_token_only_for_websockets(alice_server, tokens):
