@@ -23,15 +23,22 @@ from amalthea.hub.store.models import Group, Server, Share, ShareCode, User
 
 __all__ = ["ShareError", "ShareTarget", "exchange_code", "new_code", "normalize_scopes"]
 
+#: scopes that mean something on one server (what a ``!server=`` filter can restrict)
+SHAREABLE = frozenset({
+    "access:servers", "read:servers", "start:servers", "delete:servers", "servers",
+    "admin:servers", "admin:server_state", "read:shares", "shares",
+})  # fmt: skip
 CODE_EXPIRES_DEFAULT, CODE_EXPIRES_MIN, CODE_EXPIRES_MAX = 86400, 60, 31536000
 
 
 class ShareError(ValueError):
     """Invalid share request; ``status`` is the HTTP answer the web layer gives."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, missing: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        #: the request was well-formed but names a user/group that does not exist
+        self.missing = missing
 
 
 @dataclass
@@ -70,8 +77,10 @@ def normalize_scopes(t: ShareTarget, scopes: Any) -> list[str]:
             scope = rbac.validate(text)
         except rbac.ScopeError as e:
             raise ShareError(str(e)) from None
-        if scope.base in ("self", "inherit", "(no_scope)"):
-            raise ShareError(f"Scope {text!r} cannot be shared")
+        if scope.base not in SHAREABLE and not scope.base.startswith("custom:"):
+            raise ShareError(
+                f"Scope {text!r} cannot be shared: only server scopes ({', '.join(sorted(SHAREABLE))})"
+            )
         if scope.kind and f"{scope.kind}={scope.value}" != t.filter:
             raise ShareError(f"Share scopes must be for this server (!{t.filter}), not {text!r}")
         out.append(f"{scope.base}!{t.filter}")
@@ -182,5 +191,5 @@ async def recipient(s: AsyncSession, body: dict[str, Any]) -> tuple[int | None, 
     model = User if has_user else Group
     found = (await s.execute(select(model.id).where(model.name == name))).scalar()
     if found is None:
-        raise ShareError(f"No such {key}: {name[:80]}")
+        raise ShareError(f"No such {key}: {name[:80]}", missing=True)
     return (found, None, name) if has_user else (None, found, name)

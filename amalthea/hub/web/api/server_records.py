@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from amalthea.hub import rbac
-from amalthea.hub.store.models import Server
+from amalthea.hub.store.models import Server, User
 from amalthea.hub.web.api import servers as start_stop
 from amalthea.hub.web.api._support import RestHandler, bad
 from amalthea.hub.web.api.views import ServerInfo, server_model
@@ -127,6 +127,13 @@ class ServerLogsHandler(RestHandler):
     async def get(self, name: str, server: str = "") -> None:
         await self.need_any(["admin:servers"], server=f"{name}/{server}")
         rt = self.hub.servers.get(name, server)
+        if rt is None:
+            async with self.hub.db.session() as s:
+                found = (await s.execute(
+                    select(Server.id).join(User, User.id == Server.user_id)
+                    .where(User.name == name, Server.name == server))).scalar()  # fmt: skip
+            if found is None:
+                raise bad(f"No server {name[:80]}/{server[:40]}", 404)
         lines: list[str] = []
         if rt is not None and rt.spawner is not None:
             try:

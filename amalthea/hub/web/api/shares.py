@@ -148,7 +148,9 @@ class ServerSharesHandler(ShareAPI):
                 revoke = None
             try:
                 uid, gid, rname = await sharing.recipient(s, body)
-            except ShareError:
+            except ShareError as e:
+                if not e.missing:
+                    self._raise(e)
                 self.write_json({})  # no such recipient: nothing to revoke
                 return
             cond = Share.user_id == uid if uid is not None else Share.group_id == gid
