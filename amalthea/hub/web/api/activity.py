@@ -46,6 +46,8 @@ class ActivityHandler(APIHandler):
             if not isinstance(info, dict) or "last_activity" not in info:
                 raise web.HTTPError(400, reason=f"servers[{sname!r}] needs a last_activity")
             per_server[sname] = _parse(info["last_activity"], f"servers[{sname!r}].last_activity")
+        if last is None and not per_server:
+            raise web.HTTPError(400, reason="No activity given: set last_activity or servers")
         async with self.hub.db.session() as s:
             user = await queries.user_by_name(s, name)
             if user is None:
