@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +25,8 @@ from amalthea.testing.engines.unix_users import UnixUser, create_user, remove_us
 
 pytestmark = [pytest.mark.engine("slurm"), pytest.mark.slow]
 
-SITE_PACKAGES = "/work/main/.venv/lib/python3.11/site-packages"
+REPO = Path(__file__).resolve().parents[2]
+SITE_PACKAGES = str(REPO / ".venv/lib/python3.11/site-packages")
 HTTP_SERVER = ["sh", "-c", 'exec python3 -m http.server "$AMALTHEA_PORT" --bind 127.0.0.1']
 
 
@@ -96,7 +98,9 @@ async def wait_port_closed(ip: str, port: int, timeout: float = 10) -> None:
 
 
 async def test_lifecycle_state_and_stop(cluster: SlurmCluster, user: UnixUser) -> None:
-    spawner = make_spawner(user, HTTP_SERVER, user_options={"partition": "other", "runtime": "10:00"})
+    spawner = make_spawner(
+        user, HTTP_SERVER, user_options={"partition": "other", "runtime": "10:00"}
+    )
     events = []
 
     async def collect():
@@ -149,8 +153,9 @@ async def test_poll_notices_job_cancelled_outside(cluster: SlurmCluster, user: U
 
 async def test_queue_position_is_reported(cluster: SlurmCluster, user: UnixUser) -> None:
     # fill the node so the server's job has to wait
-    blocker = cluster.run("sbatch", "--parsable", "-c", str(os.cpu_count()), "-o", "/dev/null",
-                          "--wrap", "sleep 120").stdout.strip()
+    blocker = cluster.run(
+        "sbatch", "--parsable", "-c", str(os.cpu_count()), "-o", "/dev/null", "--wrap", "sleep 120"
+    ).stdout.strip()
     try:
         for _ in range(100):
             if cluster.run("squeue", "-h", "-j", blocker, "-o", "%T").stdout.strip() == "RUNNING":
@@ -175,8 +180,12 @@ async def test_queue_position_is_reported(cluster: SlurmCluster, user: UnixUser)
 
 async def test_jupyter_server_job_runs_code(cluster: SlurmCluster, user: UnixUser) -> None:
     token = uuid.uuid4().hex
-    cmd = ["sh", "-c", "exec python3 -m jupyter_server --no-browser --ip=127.0.0.1 "
-           f'--port="$AMALTHEA_PORT" --ServerApp.token={token} --ServerApp.root_dir="$HOME"']
+    cmd = [
+        "sh",
+        "-c",
+        "exec python3 -m jupyter_server --no-browser --ip=127.0.0.1 "
+        f'--port="$AMALTHEA_PORT" --ServerApp.token={token} --ServerApp.root_dir="$HOME"',
+    ]
     # the hub's venv lives under /root (0700); the job's python reads its packages directly
     spawner = make_spawner(user, cmd, environment={"PYTHONPATH": SITE_PACKAGES})
     address = await spawner.start()
@@ -214,5 +223,8 @@ async def run_code(ws_url: str, headers: dict[str, str], code: str) -> str:
                     output.append(msg["content"]["text"])
                 if msg["header"]["msg_type"] == "error":
                     raise AssertionError(msg["content"]["evalue"])
-                if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                if (
+                    msg["header"]["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                ):
                     return "".join(output)

@@ -18,11 +18,9 @@ from amalthea.testing.engines.apt import EngineUnavailable
 from amalthea.testing.engines.slurm import start_slurm
 from amalthea.testing.engines.unix_users import create_user, remove_user
 from amalthea.testing.hub import start_hub
-from tests.spawners.test_slurm import SITE_PACKAGES, run_code
+from tests.spawners.test_slurm import REPO, SITE_PACKAGES, run_code
 
 pytestmark = [pytest.mark.engine("slurm"), pytest.mark.slow]
-
-REPO = "/work/main"
 
 
 @pytest.fixture(scope="module")
