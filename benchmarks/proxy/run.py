@@ -263,7 +263,7 @@ def register_routes(api_port: int, n: int, upstream: int, ws_port: int) -> dict[
 
 def route_paths(n: int) -> list[str]:
     if n <= 1:
-        return ["/user/bench"]
+        return ["/user/bench/api/status"]  # same shape as the multi-route paths
     return [f"/user/u{i}/api/status" for i in range(min(n - 1, 1000))]
 
 
@@ -339,7 +339,7 @@ def run_matrix(env: Env, duration: float, conns_list: list[int], route_counts: l
                ws_seconds: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for conns in conns_list:
-        r = measure_http(None, env.upstream, ["/user/bench"], conns, duration)
+        r = measure_http(None, env.upstream, route_paths(1), conns, duration)
         rows.append({"target": "direct", "routes": 0, "conns": conns, **r})
         print(fmt_progress(rows[-1]), flush=True)
     rows.append({"target": "direct", "routes": 0, "conns": "ws",
@@ -354,7 +354,7 @@ def run_matrix(env: Env, duration: float, conns_list: list[int], route_counts: l
                 rec: dict[str, Any] = {}
                 if proc.api_port:
                     rec = register_routes(proc.api_port, n, env.upstream, env.ws_port)
-                paths = ["/user/bench"] if name == "nginx" else route_paths(n)
+                paths = route_paths(n)
                 for conns in conns_list:
                     r = measure_http(proc, proc.port, paths, conns, duration)
                     rows.append({"target": name, "routes": n, "conns": conns, **rec, **r})
