@@ -31,7 +31,8 @@ class ProxyConfig:
                                  "the last request byte (0: forever)")
     keep_alive_timeout: int = _opt(5000, "Milliseconds an idle client connection is kept")
     host_routing: bool = _opt(False, "Route on Host: the first prefix segment is a hostname")
-    store: str = _opt("memory", "Route store: memory, file:PATH or sqlite:PATH")
+    store: str = _opt("memory", "Route store: memory, file:PATH, sqlite:PATH or "
+                             "redis://host:port/db")
     max_connections: int = _opt(10000, "Most simultaneous client connections; more get 503")
     max_header_size: int = _opt(65536, "Bytes of request line + headers before a 431")
     workers: int = _opt(1, "Worker processes (only 1 is supported so far)")

@@ -41,6 +41,7 @@ class ProxyServer:
         self.api = RoutesAPI(self.ctx.table, self.store, config.auth_token, self.ctx.stats)
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self.port = 0
         self.api_port = 0
         self.metrics_port = 0
@@ -73,6 +74,10 @@ class ProxyServer:
             self._servers.append(metrics)
             self.metrics_port = metrics.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep_forever())
+        follow = getattr(self.store, "follow", None)
+        if follow is not None:
+            # a shared store: apply the other replicas' route changes as they happen
+            self._follower = loop.create_task(follow(ctx.table))
         if not cfg.auth_token:
             log.warning("REST API without authentication: CONFIGPROXY_AUTH_TOKEN is not set")
         log.info("proxying %s://%s:%d, API on http://%s:%d, %d routes loaded",
@@ -90,12 +95,13 @@ class ProxyServer:
     async def shutdown(self) -> None:
         for s in self._servers:
             s.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
+        for task in (self._sweeper, self._follower):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         for c in list(self.ctx.connections):
             c.abort()
         self.ctx.pool.close_all()

@@ -168,7 +168,9 @@ def open_store(spec: str) -> RouteStore:
         return FileStore(spec[5:])
     if spec.startswith("sqlite:") and len(spec) > 7:
         return SqliteStore(spec[7:])
-    if spec.startswith("redis://"):
-        raise ValueError("--store redis://... is not implemented yet; use file:PATH or "
-                         "sqlite:PATH")
-    raise ValueError(f"--store {spec!r}: expected memory, file:PATH or sqlite:PATH")
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from .store_redis import RedisStore
+
+        return RedisStore(spec)
+    raise ValueError(f"--store {spec!r}: expected memory, file:PATH, sqlite:PATH or "
+                     "redis://host:port/db")
