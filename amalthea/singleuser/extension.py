@@ -80,8 +80,10 @@ class HubExtension(ExtensionApp):
 
     @property
     def hub_connect_delays(self) -> list[float]:
-        return [min(2.0 ** (i + 1), self.hub_connect_max_delay)
-                for i in range(max(self.hub_connect_attempts - 1, 0))]
+        return [
+            min(2.0 ** (i + 1), self.hub_connect_max_delay)
+            for i in range(max(self.hub_connect_attempts - 1, 0))
+        ]
 
     _tasks: set[asyncio.Task[None]]
 
@@ -132,7 +134,8 @@ class HubExtension(ExtensionApp):
             self.log.warning(
                 "Hub speaks JupyterHub %s, this server was built against %s; "
                 "minor protocol differences are possible",
-                version, JUPYTERHUB_COMPAT_VERSION,
+                version,
+                JUPYTERHUB_COMPAT_VERSION,
             )
         else:
             self.log.info("Checked in with the hub at %s (JupyterHub %s)", env.api_url, version)
@@ -143,16 +146,18 @@ class HubExtension(ExtensionApp):
             if chained is not None:
                 page_config = chained(handler, page_config)
             user = handler.current_user
-            page_config.update({
-                "hubUser": user.username if user else "",
-                "hubServerUser": env.user,
-                "hubPrefix": env.hub_prefix,
-                "hubHost": env.hub_host,
-                "shareUrl": env.hub_prefix + "user-redirect",
-                "hubServerName": env.server_name,
-                # Only a token the page already came with; never the HttpOnly cookie's.
-                "token": getattr(handler, "_amalthea_token", ""),
-            })
+            page_config.update(
+                {
+                    "hubUser": user.username if user else "",
+                    "hubServerUser": env.user,
+                    "hubPrefix": env.hub_prefix,
+                    "hubHost": env.hub_host,
+                    "shareUrl": env.hub_prefix + "user-redirect",
+                    "hubServerName": env.server_name,
+                    # Only a token the page already came with; never the HttpOnly cookie's.
+                    "token": getattr(handler, "_amalthea_token", ""),
+                }
+            )
             return page_config
 
         return hook

@@ -44,13 +44,22 @@ class OAuthLoginHandler(_HubHandler):
         next_url = safe_next_url(self.get_argument("next", None), env.service_prefix)
         state, login = self.hub.states.begin(next_url)
         self.set_secure_cookie(
-            self.state_cookie_name(login.cookie_suffix), state, expires_days=None,
-            max_age=int(STATE_TTL), **self.hub_identity.cookie_options_for(self),
+            self.state_cookie_name(login.cookie_suffix),
+            state,
+            expires_days=None,
+            max_age=int(STATE_TTL),
+            **self.hub_identity.cookie_options_for(self),
         )
-        self.redirect(authorize_url(
-            hub_host=env.hub_host, hub_prefix=env.hub_prefix, client_id=env.client_id,
-            redirect_uri=env.oauth_callback_url, state=state, challenge=login.challenge,
-        ))
+        self.redirect(
+            authorize_url(
+                hub_host=env.hub_host,
+                hub_prefix=env.hub_prefix,
+                client_id=env.client_id,
+                redirect_uri=env.oauth_callback_url,
+                state=state,
+                challenge=login.challenge,
+            )
+        )
 
 
 class OAuthCallbackHandler(_HubHandler):
@@ -87,7 +96,9 @@ class OAuthCallbackHandler(_HubHandler):
         env = self.hub.env
         try:
             return await self.hub.client.exchange_code(
-                client_id=env.client_id, code=code, redirect_uri=env.oauth_callback_url,
+                client_id=env.client_id,
+                code=code,
+                redirect_uri=env.oauth_callback_url,
                 code_verifier=verifier,
             )
         except OAuthExchangeError as exc:

@@ -61,15 +61,25 @@ class HubClient:
         self.timeout = timeout
 
     async def _fetch(
-        self, url: str, *, method: str = "GET", token: str | None = None, body: bytes | None = None,
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        token: str | None = None,
+        body: bytes | None = None,
         content_type: str = "application/json",
     ) -> HTTPResponse:
         headers = {"Authorization": f"token {token or self.api_token}"}
         if body is not None:
             headers["Content-Type"] = content_type
         request = HTTPRequest(
-            url, method=method, headers=headers, body=body,
-            request_timeout=self.timeout, connect_timeout=self.timeout, follow_redirects=False,
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            request_timeout=self.timeout,
+            connect_timeout=self.timeout,
+            follow_redirects=False,
         )
         try:
             return await AsyncHTTPClient().fetch(request, raise_error=False)
@@ -106,16 +116,20 @@ class HubClient:
         self, *, client_id: str, code: str, redirect_uri: str, code_verifier: str
     ) -> str:
         """Trade an authorization code for an access token (RFC 6749 §4.1.3 + PKCE)."""
-        form = urlencode({
-            "client_id": client_id,
-            "client_secret": self.api_token,
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-        })
+        form = urlencode(
+            {
+                "client_id": client_id,
+                "client_secret": self.api_token,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            }
+        )
         response = await self._fetch(
-            f"{self.api_url}/oauth2/token", method="POST", body=form.encode(),
+            f"{self.api_url}/oauth2/token",
+            method="POST",
+            body=form.encode(),
             content_type="application/x-www-form-urlencoded",
         )
         if 400 <= response.code < 500:
@@ -150,7 +164,9 @@ def check_in(
     last_error: Exception | None = None
     for attempt, delay in enumerate([0.0, *delays]):
         if delay:
-            logger.warning("Hub at %s not reachable (%s); retrying in %ss", api_url, last_error, delay)
+            logger.warning(
+                "Hub at %s not reachable (%s); retrying in %ss", api_url, last_error, delay
+            )
             time.sleep(delay)
         try:
             # Only http(s) URLs come from the hub's environment contract.

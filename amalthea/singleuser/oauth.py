@@ -122,18 +122,25 @@ class StateStore:
 
 
 def authorize_url(
-    *, hub_host: str, hub_prefix: str, client_id: str, redirect_uri: str, state: str,
+    *,
+    hub_host: str,
+    hub_prefix: str,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
     challenge: str,
 ) -> str:
     """The hub's authorize endpoint with our parameters (no ``scope``: client defaults)."""
-    query = urlencode({
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "response_type": "code",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "state": state,
-    })
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": state,
+        }
+    )
     return f"{hub_host}{hub_prefix}api/oauth2/authorize?{query}"
 
 

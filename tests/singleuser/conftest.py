@@ -25,30 +25,30 @@ SINGLEUSER = shutil.which("amalthea-singleuser", path=str(Path(sys.executable).p
 def singleuser_env(hub: FakeHub, home: Path, user: str = "alice", **extra: str) -> dict[str, str]:
     """The environment a hub would give alice's default server, pointing at ``hub``."""
     prefix = f"/user/{user}/"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JUPYTER_"))
-    }
-    env.update({
-        "HOME": str(home),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTERHUB_API_TOKEN": hub.state.server_token,
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-        "JUPYTERHUB_API_URL": f"{hub.url}/hub/api",
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVER_NAME": "",
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:0{prefix}",
-        "JUPYTERHUB_SERVICE_PREFIX": prefix,
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
-        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(
-            [f"access:servers!server={user}/", f"access:servers!user={user}"]
-        ),
-        "JUPYTERHUB_ACTIVITY_URL": f"{hub.url}/hub/api/users/{user}/activity",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_HOST": "",
-        "AMALTHEA_REPORT_URL": f"{hub.url}/report",
-    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JUPYTER_"))}
+    env.update(
+        {
+            "HOME": str(home),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTERHUB_API_TOKEN": hub.state.server_token,
+            "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+            "JUPYTERHUB_API_URL": f"{hub.url}/hub/api",
+            "JUPYTERHUB_USER": user,
+            "JUPYTERHUB_SERVER_NAME": "",
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:0{prefix}",
+            "JUPYTERHUB_SERVICE_PREFIX": prefix,
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(
+                [f"access:servers!server={user}/", f"access:servers!user={user}"]
+            ),
+            "JUPYTERHUB_ACTIVITY_URL": f"{hub.url}/hub/api/users/{user}/activity",
+            "JUPYTERHUB_BASE_URL": "/",
+            "JUPYTERHUB_HOST": "",
+            "AMALTHEA_REPORT_URL": f"{hub.url}/report",
+        }
+    )
     env.update(extra)
     return env
 
@@ -97,13 +97,18 @@ def fake_hub() -> Iterator[FakeHub]:
 
 
 @pytest.fixture(scope="module")
-def alice_server(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def alice_server(
+    fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("alice")
     (home / "work").mkdir()
     (home / "work" / "marker.txt").write_text("root dir from the hub")
     env = singleuser_env(
-        fake_hub, home, JUPYTERHUB_ACTIVITY_INTERVAL="1",
-        JUPYTERHUB_ROOT_DIR=str(home / "work"), JUPYTERHUB_DEFAULT_URL="/tree",
+        fake_hub,
+        home,
+        JUPYTERHUB_ACTIVITY_INTERVAL="1",
+        JUPYTERHUB_ROOT_DIR=str(home / "work"),
+        JUPYTERHUB_DEFAULT_URL="/tree",
     )
     server = start_singleuser(fake_hub, env, home)
     yield server

@@ -86,8 +86,14 @@ class Authorize(_Base):
         if self.state.browser_user is None:
             raise web.HTTPError(403)
         code = secrets.token_urlsafe(20)
-        self.state.codes[code] = (self.state.browser_user, args["code_challenge"], args["redirect_uri"])
-        self.redirect(args["redirect_uri"] + "?" + urlencode({"code": code, "state": args["state"]}))
+        self.state.codes[code] = (
+            self.state.browser_user,
+            args["code_challenge"],
+            args["redirect_uri"],
+        )
+        self.redirect(
+            args["redirect_uri"] + "?" + urlencode({"code": code, "state": args["state"]})
+        )
 
 
 class Token(_Base):
@@ -129,15 +135,17 @@ class FakeHub:
 
     async def _serve(self) -> None:
         kw = {"state": self.state}
-        app = web.Application([
-            (r"/hub/api/?", Root, kw),
-            (r"/hub/api/user", Whoami, kw),
-            (r"/hub/api/users/([^/]+)", UserModel, kw),
-            (r"/hub/api/users/([^/]+)/activity", Activity, kw),
-            (r"/hub/api/oauth2/authorize", Authorize, kw),
-            (r"/hub/api/oauth2/token", Token, kw),
-            (r"/report", Report, kw),
-        ])
+        app = web.Application(
+            [
+                (r"/hub/api/?", Root, kw),
+                (r"/hub/api/user", Whoami, kw),
+                (r"/hub/api/users/([^/]+)", UserModel, kw),
+                (r"/hub/api/users/([^/]+)/activity", Activity, kw),
+                (r"/hub/api/oauth2/authorize", Authorize, kw),
+                (r"/hub/api/oauth2/token", Token, kw),
+                (r"/report", Report, kw),
+            ]
+        )
         sockets = netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         server = httpserver.HTTPServer(app)

@@ -29,7 +29,8 @@ def _installed_version(python: Path) -> str | None:
         return None
     proc = subprocess.run(
         [str(python), "-c", "import jupyterhub; print(jupyterhub.__version__)"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -54,6 +55,7 @@ def ensure_jupyterhub() -> tuple[Path, Path]:
             chp_dir.mkdir(exist_ok=True)
             subprocess.run(
                 ["npm", "install", "--silent", "--no-audit", "--no-fund", CHP_SPEC],
-                cwd=chp_dir, check=True,
+                cwd=chp_dir,
+                check=True,
             )
     return venv / "bin" / "jupyterhub", chp

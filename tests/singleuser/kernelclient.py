@@ -14,20 +14,31 @@ def execute_request(code: str, session: str) -> dict[str, Any]:
     msg_id = uuid.uuid4().hex
     return {
         "header": {
-            "msg_id": msg_id, "msg_type": "execute_request", "username": "test",
-            "session": session, "version": "5.3", "date": "",
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "test",
+            "session": session,
+            "version": "5.3",
+            "date": "",
         },
         "parent_header": {},
         "metadata": {},
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
         "channel": "shell",
         "buffers": [],
     }
 
 
-def run_code(ws_url: str, code: str, headers: dict[str, str] | None = None,
-             timeout: float = 60.0) -> str:
+def run_code(
+    ws_url: str, code: str, headers: dict[str, str] | None = None, timeout: float = 60.0
+) -> str:
     """Execute ``code``; return the text/plain of its execute_result (or stream output)."""
     session = uuid.uuid4().hex
     with connect(ws_url, additional_headers=headers or {}, open_timeout=timeout) as ws:

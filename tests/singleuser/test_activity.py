@@ -36,8 +36,14 @@ def recorded() -> datetime:
         ({}, False),
         ({"kernel_manager": Kernels(a="idle", b="starting")}, False),
         ({"kernel_manager": Kernels(a="idle", b="busy")}, True),
-        ({"terminal_manager": SimpleNamespace(terminals={"1": SimpleNamespace(clients=[])})}, False),
-        ({"terminal_manager": SimpleNamespace(terminals={"1": SimpleNamespace(clients=[1])})}, True),
+        (
+            {"terminal_manager": SimpleNamespace(terminals={"1": SimpleNamespace(clients=[])})},
+            False,
+        ),
+        (
+            {"terminal_manager": SimpleNamespace(terminals={"1": SimpleNamespace(clients=[1])})},
+            True,
+        ),
     ],
 )
 def test_busy_kernels_and_attached_terminals_are_activity_now(settings, live):
@@ -51,9 +57,7 @@ def test_busy_kernels_and_attached_terminals_are_activity_now(settings, live):
 def test_isoformat_is_utc_with_z():
     ts = datetime(2026, 11, 25, 23, 8, 42, 72188, tzinfo=UTC)
     assert isoformat(ts) == "2026-11-25T23:08:42.072188Z"
-    assert isoformat(ts.astimezone(timezone(timedelta(hours=2)))) == (
-        "2026-11-25T23:08:42.072188Z"
-    )
+    assert isoformat(ts.astimezone(timezone(timedelta(hours=2)))) == ("2026-11-25T23:08:42.072188Z")
 
 
 class FlakyClient:
@@ -70,8 +74,12 @@ class FlakyClient:
 
 def reporter(client, clock) -> ActivityReporter:
     return ActivityReporter(
-        client, activity_url="http://hub/api/users/alice/activity", server_name="gpu",
-        interval=1, last_activity=clock, retry_budget=5,
+        client,
+        activity_url="http://hub/api/users/alice/activity",
+        server_name="gpu",
+        interval=1,
+        last_activity=clock,
+        retry_budget=5,
     )
 
 

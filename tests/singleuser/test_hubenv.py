@@ -35,19 +35,21 @@ def test_reads_the_contract():
 
 
 def test_optional_values_and_fallbacks():
-    env = read_hub_environment({
-        **BASE,
-        "JUPYTERHUB_API_TOKEN": "",
-        "JPY_API_TOKEN": "legacy-token",
-        "JUPYTERHUB_SERVICE_PREFIX": "",
-        "JUPYTERHUB_SERVICE_URL": "http://:8888/user/alice/gpu",
-        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": "",
-        "JUPYTERHUB_ACTIVITY_INTERVAL": "2.5",
-        "JUPYTERHUB_DEFAULT_URL": "/tree",
-        "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "1",
-        "JUPYTERHUB_HOST": "https://hub.example/",
-        "AMALTHEA_REPORT_URL": "http://hub/report",
-    })
+    env = read_hub_environment(
+        {
+            **BASE,
+            "JUPYTERHUB_API_TOKEN": "",
+            "JPY_API_TOKEN": "legacy-token",
+            "JUPYTERHUB_SERVICE_PREFIX": "",
+            "JUPYTERHUB_SERVICE_URL": "http://:8888/user/alice/gpu",
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": "",
+            "JUPYTERHUB_ACTIVITY_INTERVAL": "2.5",
+            "JUPYTERHUB_DEFAULT_URL": "/tree",
+            "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "1",
+            "JUPYTERHUB_HOST": "https://hub.example/",
+            "AMALTHEA_REPORT_URL": "http://hub/report",
+        }
+    )
     assert env.api_token == "legacy-token"
     assert (env.ip, env.port, env.service_prefix) == ("", 8888, "/user/alice/gpu/")
     assert env.access_scopes == ("access:servers!server=alice/gpu", "access:servers!user=alice")
@@ -59,7 +61,9 @@ def test_optional_values_and_fallbacks():
 
 
 def test_missing_variables_are_all_named():
-    env = {k: v for k, v in BASE.items() if k not in {"JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_CLIENT_ID"}}
+    env = {
+        k: v for k, v in BASE.items() if k not in {"JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_CLIENT_ID"}
+    }
     with pytest.raises(HubEnvironmentError, match="JUPYTERHUB_SERVICE_URL, JUPYTERHUB_CLIENT_ID"):
         read_hub_environment(env)
 

@@ -49,6 +49,7 @@ c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {password!r}
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
+c.JupyterHub.allow_named_servers = True
 c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = ["--allow-root"]
@@ -68,15 +69,16 @@ class Hub:
     def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.url, self.proc, self.log = url, proc, log
         self.api = httpx.Client(
-            base_url=f"{url}/hub/api", headers={"Authorization": f"token {SERVICE_TOKEN}"},
+            base_url=f"{url}/hub/api",
+            headers={"Authorization": f"token {SERVICE_TOKEN}"},
             timeout=60,
         )
 
-    def wait_ready(self, name: str, timeout: float = 150) -> dict:
+    def wait_ready(self, name: str, server_name: str = "", timeout: float = 150) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             model = self.api.get(f"/users/{name}").json()
-            server = model.get("servers", {}).get("")
+            server = model.get("servers", {}).get(server_name)
             if server and server.get("ready"):
                 return model
             time.sleep(0.5)
@@ -91,15 +93,25 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         pytest.fail(f"could not install JupyterHub 6.1.1 / CHP for the e2e test: {exc}")
     tmp = tmp_path_factory.mktemp("jupyterhub")
     proxy_port, hub_port, api_port = free_port(), free_port(), free_port()
-    (tmp / "jupyterhub_config.py").write_text(CONFIG.format(
-        proxy_port=proxy_port, hub_port=hub_port, api_port=api_port, chp=str(chp), tmp=tmp,
-        password=PASSWORD, singleuser=str(SINGLEUSER), token=SERVICE_TOKEN,
-    ))
+    (tmp / "jupyterhub_config.py").write_text(
+        CONFIG.format(
+            proxy_port=proxy_port,
+            hub_port=hub_port,
+            api_port=api_port,
+            chp=str(chp),
+            tmp=tmp,
+            password=PASSWORD,
+            singleuser=str(SINGLEUSER),
+            token=SERVICE_TOKEN,
+        )
+    )
     log = tmp / "jupyterhub.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(jupyterhub), "-f", str(tmp / "jupyterhub_config.py")],
-            cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{proxy_port}"
     deadline = time.monotonic() + 90
@@ -119,6 +131,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     yield the_hub
     for name in ("alice", "bob"):
         the_hub.api.delete(f"/users/{name}/server")
+    the_hub.api.delete("/users/alice/servers/gpu")
     proc.terminate()  # stops the proxy and (cleanup_servers) the single-user servers
     try:
         proc.wait(60)
@@ -130,9 +143,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 def browser_login(hub: Hub, name: str) -> httpx.Client:
     client = httpx.Client(base_url=hub.url, follow_redirects=False, timeout=60)
     client.get("/hub/login")
-    r = client.post("/hub/login", data={
-        "username": name, "password": PASSWORD, "_xsrf": client.cookies.get("_xsrf", path="/hub/"),
-    })
+    r = client.post(
+        "/hub/login",
+        data={
+            "username": name,
+            "password": PASSWORD,
+            "_xsrf": client.cookies.get("_xsrf", path="/hub/"),
+        },
+    )
     assert r.status_code == 302, r.text
     return client
 
@@ -162,10 +180,16 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
     assert hops[3] == "/user/alice/lab"
     assert r.headers["x-jupyterhub-version"] == "6.1.1"
     config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
-    assert (config["hubUser"], config["hubPrefix"], config["hubServerName"]) == ("alice", "/hub/", "")
+    assert (config["hubUser"], config["hubPrefix"], config["hubServerName"]) == (
+        "alice",
+        "/hub/",
+        "",
+    )
 
     r = alice.get("/user/alice/")
-    assert r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/lab"  # default
+    assert (
+        r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/lab"
+    )  # default
 
     # cookie + XSRF, as JupyterLab does it
     xsrf = alice.cookies.get("_xsrf", path="/user/alice/")
@@ -179,8 +203,12 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
     # a hub API token of alice works as Authorization header too
     token = hub.api.post("/users/alice/tokens", json={"note": "e2e"}).json()["token"]
     assert run_code(ws, "3*3", {"Authorization": f"token {token}"}) == "9"
-    assert httpx.get(f"{hub.url}/user/alice/api/status",
-                     headers={"Authorization": f"bearer {token}"}).status_code == 200
+    assert (
+        httpx.get(
+            f"{hub.url}/user/alice/api/status", headers={"Authorization": f"bearer {token}"}
+        ).status_code
+        == 200
+    )
 
     # activity reaches the hub (interval forced to 2 s)
     deadline = time.monotonic() + 30
@@ -216,3 +244,26 @@ def test_other_user_is_refused(hub: Hub):
     # a forged OAuth callback through the proxy is refused, not a server error
     r = bob.get("/user/alice/oauth_callback?code=stolen&state=forged")
     assert r.status_code == 403
+
+
+def test_named_server(hub: Hub):
+    r = hub.api.post("/users/alice/servers/gpu")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("alice", "gpu")
+    alice = browser_login(hub, "alice")
+    r, hops = follow(alice, "/user/alice/gpu/tree")
+    assert r.status_code == 200, (hops, r.text[:500])
+    assert "client_id=jupyterhub-user-alice-gpu" in hops[1]
+    assert hops[2].startswith("/user/alice/gpu/oauth_callback?code=")
+    assert any(c.name == "jupyterhub-user-alice-gpu" for c in alice.cookies.jar)
+    config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
+    assert config["hubServerName"] == "gpu"
+    # the default server's cookie does not open the named server, and vice versa
+    r = httpx.get(
+        f"{hub.url}/user/alice/api/status",
+        cookies={
+            c.name: c.value for c in alice.cookies.jar if c.name == "jupyterhub-user-alice-gpu"
+        },
+    )
+    assert r.status_code == 403
+    assert hub.api.delete("/users/alice/servers/gpu").status_code in (202, 204)

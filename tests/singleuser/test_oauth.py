@@ -76,15 +76,22 @@ def test_states_expire_and_are_bounded():
 
 def test_authorize_url():
     url = authorize_url(
-        hub_host="", hub_prefix="/hub/", client_id="jupyterhub-user-alice",
-        redirect_uri="/user/alice/oauth_callback", state="s1", challenge="c1",
+        hub_host="",
+        hub_prefix="/hub/",
+        client_id="jupyterhub-user-alice",
+        redirect_uri="/user/alice/oauth_callback",
+        state="s1",
+        challenge="c1",
     )
     parts = urlsplit(url)
     assert parts.path == "/hub/api/oauth2/authorize"
     q = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert q == {
-        "client_id": "jupyterhub-user-alice", "redirect_uri": "/user/alice/oauth_callback",
-        "response_type": "code", "code_challenge": "c1", "code_challenge_method": "S256",
+        "client_id": "jupyterhub-user-alice",
+        "redirect_uri": "/user/alice/oauth_callback",
+        "response_type": "code",
+        "code_challenge": "c1",
+        "code_challenge_method": "S256",
         "state": "s1",
     }
 

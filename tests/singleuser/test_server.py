@@ -14,13 +14,29 @@ import pytest
 from conftest import SINGLEUSER, singleuser_env
 from kernelclient import run_code
 
-ALICE = {"name": "alice", "kind": "user", "groups": [], "admin": False, "user_info": None,
-         "scopes": ["access:servers!server=alice/", "read:users:name!user=alice"]}
-BOB = {"name": "bob", "kind": "user", "groups": [], "admin": False,
-       "scopes": ["access:servers!server=bob/", "read:users:name!user=bob"]}
+ALICE = {
+    "name": "alice",
+    "kind": "user",
+    "groups": [],
+    "admin": False,
+    "user_info": None,
+    "scopes": ["access:servers!server=alice/", "read:users:name!user=alice"],
+}
+BOB = {
+    "name": "bob",
+    "kind": "user",
+    "groups": [],
+    "admin": False,
+    "scopes": ["access:servers!server=bob/", "read:users:name!user=bob"],
+}
 ADMIN = {"name": "root", "kind": "user", "groups": [], "admin": True, "scopes": ["access:servers"]}
-CAROL = {"name": "carol", "kind": "user", "groups": ["lab"], "admin": False,
-         "scopes": ["access:servers!group=lab"]}
+CAROL = {
+    "name": "carol",
+    "kind": "user",
+    "groups": ["lab"],
+    "admin": False,
+    "scopes": ["access:servers!group=lab"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +70,17 @@ def test_missing_environment_is_a_clear_error(tmp_path):
 def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
     env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api")
     proc = subprocess.run(
-        [SINGLEUSER, "--allow-root", "--HubExtension.hub_connect_attempts=2",
-         "--HubExtension.hub_connect_max_delay=0.1"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+        [
+            SINGLEUSER,
+            "--allow-root",
+            "--HubExtension.hub_connect_attempts=2",
+            "--HubExtension.hub_connect_max_delay=0.1",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert proc.returncode == 1
     assert "did not answer after 2 attempts" in proc.stderr
@@ -96,16 +120,22 @@ def test_oauth_login_sets_cookie_and_serves_lab(fake_hub, alice_server, tokens):
     with httpx.Client() as client:
         r = hub_login(fake_hub, alice_server, client)
         assert r.status_code == 302 and r.headers["location"] == "/user/alice/lab"
-        cookie = [c for c in r.headers.get_list("set-cookie") if c.startswith("jupyterhub-user-alice=")]
+        cookie = [
+            c for c in r.headers.get_list("set-cookie") if c.startswith("jupyterhub-user-alice=")
+        ]
         assert cookie and "HttpOnly" in cookie[0] and "Path=/user/alice/" in cookie[0]
         form = fake_hub.state.token_requests[-1]
         assert form["grant_type"] == "authorization_code" and form["code_verifier"]
         assert form["client_secret"] == fake_hub.state.server_token
         r = client.get(alice_server.url + "lab")
         assert r.status_code == 200
-        config = json.loads(re.search(
-            r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
-            r.text, re.S).group(1))
+        config = json.loads(
+            re.search(
+                r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                r.text,
+                re.S,
+            ).group(1)
+        )
         assert config["hubPrefix"] == "/hub/" and config["hubUser"] == "alice"
         assert config["hubServerUser"] == "alice" and config["hubServerName"] == ""
         assert config["shareUrl"] == "/hub/user-redirect" and config["hubHost"] == ""
@@ -177,7 +207,10 @@ def test_default_url_and_root_dir_come_from_the_hub(alice_server, tokens):
     auth = {"Authorization": "token alice-token"}
     r = httpx.get(alice_server.url, headers=auth)
     assert r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/tree"
-    names = [f["name"] for f in httpx.get(alice_server.url + "api/contents", headers=auth).json()["content"]]
+    names = [
+        f["name"]
+        for f in httpx.get(alice_server.url + "api/contents", headers=auth).json()["content"]
+    ]
     assert names == ["marker.txt"]
 
 
