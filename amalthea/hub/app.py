@@ -165,6 +165,11 @@ class Amalthea(Application):
     login_burst = Integer(10, help="Failed logins allowed at once before throttling.").tag(
         config=True
     )
+    proxy_networks = List(
+        Unicode(), ["127.0.0.0/8", "::1/128"],
+        help="Addresses (CIDR) of our proxy. Only requests from these may name the client's "
+        "address and scheme (last X-Forwarded-For/-Proto hop); X-Real-Ip is never trusted.",
+    ).tag(config=True)  # fmt: skip
 
     aliases = {
         "f": "Amalthea.config_file", "config": "Amalthea.config_file",
@@ -346,7 +351,10 @@ class Amalthea(Application):
         await servers.reconcile()
         app = self.web_app(hub)
         parts = urlsplit(self.hub_bind_url)
-        server = HTTPServer(app, xheaders=True)
+        # client address only from our proxy's headers (see hub/security/forwarded.py)
+        from amalthea.hub.security.forwarded import TrustedForwarding, parse_networks
+
+        server = HTTPServer(TrustedForwarding(app, parse_networks(self.proxy_networks)))
         server.listen(parts.port or 8081, parts.hostname or "127.0.0.1", reuse_port=False)
         await hub.proxy.start()
         await servers.sync_routes()
@@ -385,13 +393,18 @@ class Amalthea(Application):
         from sqlalchemy import func, select
 
         from amalthea.auth.local import LocalAuthenticator
-        from amalthea.hub.store.models import User
+        from amalthea.hub.store.models import LocalAccount, User
 
         if not isinstance(hub.authenticator, LocalAuthenticator):
             return
-        async with hub.db.session() as s:
+        async with hub.db.session() as s:  # an admin who can actually log in with a password
             admins = (
-                await s.execute(select(func.count()).select_from(User).where(User.admin))
+                await s.execute(
+                    select(func.count())
+                    .select_from(User)
+                    .join(LocalAccount, LocalAccount.username == User.name)
+                    .where(User.admin)
+                )
             ).scalar()
         if admins:
             return
