@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -177,8 +177,9 @@ class HubExtension(ExtensionApp):
         if env.report_url:
             self._spawn(self._report_location(env, serverapp))
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Owned: kept in self._tasks and cancelled/awaited by stop_extension.
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -22,7 +22,7 @@ from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado import web
 from traitlets import Instance, default
 
-from .hubclient import HubClient, HubRejected, HubUnavailable
+from .hubclient import HubClient, HubError, HubRejected, HubUnavailable
 from .hubenv import HubEnvironment, read_hub_environment
 from .oauth import StateStore
 from .scopes import access_granted, needs_owner_groups
@@ -228,7 +228,11 @@ class HubIdentityProvider(IdentityProvider):
         held = [str(s) for s in model.get("scopes") or []]
         groups: list[str] = []
         if needs_owner_groups(held):
-            groups = await self.hub.groups_of_owner()
+            try:
+                groups = await self.hub.groups_of_owner()
+            except HubError as exc:
+                self.log.error("Cannot read the owner's groups for a group scope: %s", exc)
+                raise web.HTTPError(502, "The hub is not reachable to check your access") from exc
         if not access_granted(held, self.hub.env.access_scopes, groups):
             name = model.get("name", "?")
             self.log.warning("%s %s has no access to this server", model.get("kind", "user"), name)
