@@ -242,11 +242,13 @@ async def test_container_exiting_at_once_fails_start_with_reason(make_spawner, b
     assert "bad config" in info.value.log_tail
 
 
-async def test_missing_executable_fails_start(make_spawner, base_image):
+async def test_missing_executable_fails_with_a_clear_reason(make_spawner, base_image):
     spawner = make_spawner(base_image, cmd=["no-such-singleuser"])
     with pytest.raises(SpawnError) as info:
         await spawner.start()
-    assert "no-such-singleuser" in info.value.user_message
+        await spawner.wait_for_exit(10)  # under --init the exec fails just after the start
+        raise await spawner.exit_error()
+    assert "'no-such-singleuser' was not found in" in info.value.user_message
     assert info.value.layer == "single-user server"
 
 

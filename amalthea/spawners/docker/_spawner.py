@@ -233,6 +233,11 @@ class DockerSpawner(Spawner):
             return SpawnError(
                 f"Container {self.container_name} failed: {state['Error']}", layer=ENGINE
             )
+        elif code in (126, 127):  # the shell/init convention for "cannot execute"/"not found"
+            what = "was not found" if code == 127 else "is not executable"
+            reason = (
+                f"exited with code {code}: its command {self.command()[0]!r} {what} in {self.image}"
+            )
         else:
             reason = f"exited with code {code}"
         return SpawnError(
