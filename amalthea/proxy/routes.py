@@ -152,6 +152,7 @@ class RouteTable:
                 node = node.children.setdefault(seg, _Node())
         node.route = route
         self._by_prefix[prefix] = route
+        route.json_item()  # serialise now, so listing 10k routes is a join, not 10k dumps
         return route
 
     def remove(self, prefix: str) -> Route | None:

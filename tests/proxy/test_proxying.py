@@ -257,3 +257,23 @@ async def test_many_concurrent_clients(api, proxy, upstream) -> None:
 
     await asyncio.gather(*(client(k) for k in range(50)))
     assert len(seen) == 300
+
+
+async def test_slow_reader_backpressure(proxy, api, upstream) -> None:
+    """A client that stops reading pauses the target instead of filling the proxy's memory."""
+    await add(api, "/user/a", upstream.url)
+    size = 200 << 20
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port, limit=1 << 16)
+    writer.write(f"GET /user/a/dl?size={size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(1.0)  # not reading: kernel buffers fill, then the proxy's
+    (conn,) = proxy.ctx.connections
+    assert conn.transport.get_write_buffer_size() < 4 << 20
+    assert conn.active.upstream.read_paused
+    got = 0
+    while chunk := await reader.read(1 << 20):
+        got += len(chunk)
+        if got > size:  # body plus chunk framing
+            break
+    writer.close()
+    assert got > size
