@@ -26,6 +26,7 @@ from sqlalchemy import delete, select
 from amalthea.hub.clock import utcnow
 from amalthea.hub.lifecycle import states
 from amalthea.hub.lifecycle.env import HubURLs, client_id, server_env, server_prefix
+from amalthea.hub.lifecycle.exit_reason import explain_exit
 from amalthea.hub.lifecycle.readiness import http_status
 from amalthea.hub.lifecycle.states import ServerState
 from amalthea.hub.security.tokens import hash_token
@@ -39,6 +40,7 @@ __all__ = ["ServerManager", "ServerRuntime", "SpawnRefused"]
 log = logging.getLogger("amalthea.lifecycle")
 
 SpawnerFactory = Callable[[SpawnContext], Spawner]
+OptionsHook = Callable[[User, str, "dict[str, Any] | None"], Awaitable["dict[str, Any] | None"]]
 
 
 class SpawnRefused(Exception):
@@ -118,6 +120,9 @@ class ServerManager:
         # routes the route sync must keep besides servers (services) -- RBAC helper
         self.extra_routes: list[Callable[[], dict[str, tuple[str, dict[str, Any]]]]] = []
         self.after_stop: list[Callable[[ServerRuntime], Awaitable[None]]] = []
+        # (user, server name, user_options or None) -> the options to use; raise SpawnRefused
+        # to refuse (profiles: amalthea.hub.lifecycle.profiles_glue)
+        self.resolve_options: list[OptionsHook] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._poller: asyncio.Task[None] | None = None
 
@@ -148,6 +153,8 @@ class ServerManager:
                 raise SpawnRefused(f"{user.name}{'/' + name if name else ''} is already running")
             if rt.state is ServerState.STOPPING:
                 raise SpawnRefused(f"{user.name}{'/' + name if name else ''} is pending stop")
+            for resolve in self.resolve_options:
+                user_options = await resolve(user, name, user_options)
             for hook in self.before_spawn:
                 await hook(rt)
             self._transition(rt, ServerState.PENDING)
@@ -296,10 +303,10 @@ class ServerManager:
                 return
             code = await spawner.poll()
             if code is not None:
-                raise SpawnError(
+                raise await explain_exit(spawner, SpawnError(
                     f"The single-user server exited with status {code} before it answered HTTP.",
                     layer="single-user server",
-                )
+                ))  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.1)
         raise SpawnError(
@@ -405,7 +412,10 @@ class ServerManager:
             if rt.state is not ServerState.RUNNING:
                 return
             log.warning("server %s exited with status %s", rt.prefix, status)
-            tail = await rt.spawner.logs(50) if rt.spawner else []
+            why = SpawnError(f"The server exited with status {status}.", layer="single-user server")
+            if rt.spawner:
+                why = await explain_exit(rt.spawner, why)
+            tail = why.log_tail or (await rt.spawner.logs(50) if rt.spawner else [])
             try:
                 await self.proxy.delete_route(rt.prefix)
             except Exception:
@@ -415,8 +425,7 @@ class ServerManager:
                 await s.commit()
             rt.spawner, rt.url = None, None
             self._transition(rt, ServerState.STOPPED)
-            rt.failure = {"message": f"The server exited with status {status}.",
-                          "layer": "single-user server", "log_tail": tail}  # fmt: skip
+            rt.failure = {"message": why.user_message, "layer": why.layer, "log_tail": tail}
             await self._save(rt, url=None, spawner_state=None, started=None, failure=rt.failure)
 
     # ---- restart reconciliation, polling, shutdown ---------------------------------------
