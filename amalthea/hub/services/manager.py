@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 
 from amalthea.hub import rbac
 from amalthea.hub.lifecycle.readiness import http_status
-from amalthea.hub.security.tokens import hash_token, hash_user_provided, new_token, token_prefix
+from amalthea.hub.security.tokens import hash_token, new_token, token_prefix
 from amalthea.hub.store.models import APIToken, OAuthClient, Service
 
 __all__ = ["ServiceError", "ServiceManager", "validate_spec"]
@@ -155,11 +155,11 @@ class ServiceManager:
         await s.execute(delete(APIToken).where(APIToken.service_id == row.id,
                                                APIToken.client_id == "jupyterhub"))  # fmt: skip
         token = spec.get("api_token")
-        if token:
-            hashed, note = hash_user_provided(token), "from config"
-        else:
-            token, note = new_token(), "generated at startup"
-            hashed = hash_token(token)
+        # SHA-256 like every token the hub looks up by hash (security/tokens.py explains why
+        # a slow hash buys nothing for random tokens; config tokens must be random too)
+        note = "from config" if token else "generated at startup"
+        token = token or new_token()
+        hashed = hash_token(token)
         s.add(APIToken(service_id=row.id, hashed=hashed, prefix=token_prefix(token), note=note,
                        scopes=["inherit"], client_id="jupyterhub"))  # fmt: skip
         spec["_token"] = token

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["MEDIA_TYPE", "Page", "PaginationError", "envelope", "parse_page", "wants_envelope"]
 
 MEDIA_TYPE = "application/jupyterhub-pagination+json"
+#: beyond any real table, and below SQL's 64-bit integer limit
+MAX_OFFSET = 10**12
 
 
 class PaginationError(ValueError):
@@ -56,6 +58,8 @@ def parse_page(
     max_limit: int = 200,
 ) -> Page:
     off = _int(offset, "offset") or 0
+    if off > MAX_OFFSET:
+        raise PaginationError(f"offset too large (at most {MAX_OFFSET})")
     lim = _int(limit, "limit")
     if lim is None:
         lim = default_limit if envelope_requested else max_limit

@@ -39,13 +39,20 @@ class ProxyHandler(RestHandler):
             if key in body and not isinstance(body[key], str):
                 raise bad(f"{key} must be a string")
         proxy = self.hub.proxy
-        if "api_url" in body:
-            url = body["api_url"].rstrip("/")
-            if not url.startswith(("http://", "https://")):
-                raise bad(f"api_url must be an http(s) URL, not {url[:80]!r}")
-            proxy.api_url = url
-        if "auth_token" in body:
-            proxy.token = body["auth_token"]
+        url = body.get("api_url", proxy.api_url).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise bad(f"api_url must be an http(s) URL, not {url[:80]!r}")
+        old = (proxy.api_url, proxy.token)
+        proxy.api_url, proxy.token = url, body.get("auth_token", proxy.token)
+        try:
+            await proxy.get_all_routes()
+        except Exception as e:
+            # keep talking to the proxy that works: a typo must not cut every user off
+            proxy.api_url, proxy.token = old
+            raise bad(
+                f"The proxy at {url[:200]} did not accept the new settings ({e}); "
+                "kept the previous proxy"
+            ) from None
         await self._sync()
         self.write_empty(200)
 
