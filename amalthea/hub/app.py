@@ -170,6 +170,11 @@ class Amalthea(Application):
         help="Addresses (CIDR) of our proxy. Only requests from these may name the client's "
         "address and scheme (last X-Forwarded-For/-Proto hop); X-Real-Ip is never trusted.",
     ).tag(config=True)  # fmt: skip
+    profiles = List(
+        Dict(), help="Server profiles people choose from on the spawn page or in user_options: "
+        "dicts with slug, display_name, allowed_groups, mem_limit, cpu_limit, image, options... "
+        "(docs/spawners/profiles.md). Checked at startup against the spawner class.",
+    ).tag(config=True)  # fmt: skip
 
     aliases = {
         "f": "Amalthea.config_file", "config": "Amalthea.config_file",
@@ -282,6 +287,10 @@ class Amalthea(Application):
         from amalthea.hub import features
 
         await features.setup(self, hub, api_url)
+        from amalthea.hub.lifecycle import profiles_glue, reporting
+
+        profiles_glue.install(hub, self.profiles, spawner_cls)  # spawn form, user_options checks
+        reporting.install(servers)  # report_url for spawners with report_address (batch)
         return hub
 
     async def _load_config_tokens(self, db: Database, authenticator: Authenticator) -> None:
