@@ -3,7 +3,9 @@
 Options forms: when the spawner class has ``options_form`` (a string or a callable returning
 HTML, e.g. from amalthea.spawners.profiles) the GET shows it; POSTed fields go through the
 spawner class's ``options_from_form`` (default: dict of lists of strings, single values
-unwrapped) into ``user_options``.
+unwrapped) into ``user_options``. With ``c.Amalthea.profiles`` the profiles form and its reader
+(``hub.extras``, from amalthea.hub.lifecycle.profiles_glue) take their place; options the
+lifecycle refuses (400) show the form again with the reason.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ class SpawnHandler(PageHandler):
         nxt = self.get_argument("next", "")
         return url + (("?" + urlencode({"next": nxt})) if nxt else "")
 
-    async def _options_form(self, name: str) -> str:
-        form = getattr(self.hub.spawner_class, "options_form", "")
+    async def _options_form(self, name: str, sname: str = "") -> str:
+        glue = self.hub.extras.get("options_form")  # profiles (c.Amalthea.profiles) win
+        form = glue or getattr(self.hub.spawner_class, "options_form", "")
         if callable(form):
-            form = form(name)  # type: ignore[call-arg]
+            form = form(name, sname) if glue else form(name)  # type: ignore[call-arg]
             if inspect.isawaitable(form):
                 form = await form
         return str(form or "")
@@ -60,7 +63,7 @@ class SpawnHandler(PageHandler):
             return
         options = {k[4:]: v[-1].decode() for k, v in self.request.query_arguments.items()
                    if k.startswith("opt-")}  # fmt: skip
-        form = await self._options_form(name)
+        form = await self._options_form(name, sname)
         if form and not options:
             self.render_template("spawn.html", options_form=form, for_user=name, server=sname)
             return
@@ -73,13 +76,15 @@ class SpawnHandler(PageHandler):
                   if k != "_xsrf"}  # fmt: skip
         for key, files in self.request.files.items():
             fields[f"{key}_file"] = [f["body"].decode(errors="replace") for f in files]
-        converter = getattr(self.hub.spawner_class, "options_from_form", None)
+        converter = self.hub.extras.get("options_from_form") or getattr(
+            self.hub.spawner_class, "options_from_form", None
+        )
         try:
             options = converter(fields) if callable(converter) else _default_options(fields)
             if inspect.isawaitable(options):
                 options = await options
         except (ValueError, TypeError) as e:
-            form = await self._options_form(name)
+            form = await self._options_form(name, sname)
             self.render_template("spawn.html", status=400, options_form=form, for_user=name,
                                  server=sname, error=str(e))  # fmt: skip
             return
@@ -95,6 +100,11 @@ class SpawnHandler(PageHandler):
         try:
             rt = await self.hub.servers.spawn(user, sname, options)
         except SpawnRefused as e:
+            form = await self._options_form(name, sname) if e.status == 400 else ""
+            if form:  # refused options: show the form again with the reason
+                self.render_template("spawn.html", status=400, options_form=form,
+                                     for_user=name, server=sname, error=e.message)  # fmt: skip
+                return
             raise web.HTTPError(e.status, reason=e.message) from None
         await self.hub.servers.wait(rt, 1.0)
         if rt.state is ServerState.RUNNING:
