@@ -28,6 +28,7 @@ def logs_refusals(method: F) -> F:
             self.log.log(
                 10 if quiet else 30, "%s login refused: %s", type(self).__name__, e.log_message
             )
+            e.logged = True
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from traitlets import Bool, Dict, Set, Unicode
+from traitlets import Bool, Dict, Integer, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
 from amalthea.plugins import ABCTraitletsMeta
@@ -47,6 +47,8 @@ class AuthError(Exception):
         self.status = status
         #: extra response headers, e.g. ``WWW-Authenticate: Negotiate`` for SPNEGO challenges
         self.headers = dict(headers or {})
+        #: set once ``log_message`` is in the log (by the plugin), so the hub does not repeat it
+        self.logged = False
 
 
 @dataclass
@@ -136,9 +138,16 @@ class Authenticator(LoggingConfigurable, metaclass=ABCTraitletsMeta):
         False,
         help="Keep auth_state (tokens, claims) encrypted in the database (needs AMALTHEA_CRYPT_KEY).",
     ).tag(config=True)
-    auth_refresh_age = Dict({}, help="Unused placeholder for per-plugin refresh settings.").tag(
-        config=True
-    )
+    auth_refresh_age = Integer(
+        300,
+        help="Seconds after which the hub calls refresh_user again for a person who is using it "
+        "(checked on requests with the login cookie). 0: never by age.",
+    ).tag(config=True)
+    refresh_pre_spawn = Bool(
+        True,
+        help="Call refresh_user before starting a server, so it starts with fresh tokens; a "
+        "person whose login cannot be refreshed is asked to log in again.",
+    ).tag(config=True)
     username_map = Dict(
         {},
         help="Map names from the identity system to hub usernames, e.g. {'Alice.Smith': 'alice'}.",
@@ -168,6 +177,12 @@ class Authenticator(LoggingConfigurable, metaclass=ABCTraitletsMeta):
     def login_handlers(self) -> list[tuple[str, Any, dict[str, Any]]]:
         """Extra Tornado routes under /hub/ (OAuth callbacks...), as (pattern, handler, kwargs)."""
         return []
+
+    def login_url(self, hub_prefix: str) -> str | None:
+        """Where the login page's button points (redirect authenticators), e.g.
+        ``hub_prefix + "oauth_login"``; the hub adds ``?next=``. None: no button (people arrive
+        from elsewhere, e.g. LTI launches), the page shows ``display_name`` as a hint."""
+        return None
 
     def logout_url(self, hub_prefix: str) -> str | None:
         """Where to send the browser after hub logout (IdP end-session), or None."""

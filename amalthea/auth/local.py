@@ -136,7 +136,11 @@ class LocalAuthenticator(Authenticator):
                 "Your account is waiting for an administrator's approval.",
                 log_message=f"login of unapproved account {name!r}",
             )
-        if account.has_mfa and not await self._check_mfa(name, request.form):
+        if (
+            account.has_mfa
+            and await self._mfa_active(name)
+            and not await self._check_mfa(name, request.form)
+        ):
             await self.store.record_failure(name, None)
             raise AuthError("The one-time code is missing or wrong.", status=403)
         if account.failed_attempts:
@@ -144,6 +148,12 @@ class LocalAuthenticator(Authenticator):
         if _hasher.check_needs_rehash(account.password_hash):
             await self.store.set_password(name, await self.hash_password(password))
         return AuthResult(name=name)
+
+    async def _mfa_active(self, name: str) -> bool:
+        """A started but unconfirmed enrolment must not lock the person out; without the MFA
+        manager (no AMALTHEA_CRYPT_KEY) a stored secret cannot be checked: fail closed."""
+        manager = getattr(self.context.store, "mfa", None)
+        return manager is None or bool(await manager.is_enrolled(name))
 
     async def _check_mfa(self, name: str, form: Any) -> bool:
         manager = getattr(self.context.store, "mfa", None)

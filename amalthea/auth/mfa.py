@@ -146,6 +146,18 @@ class MFAManager(LoggingConfigurable):
         uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
         return Enrolment(secret=secret, uri=uri)
 
+    async def pending_enrolment(self, username: str) -> Enrolment | None:
+        """The enrolment started but not yet confirmed (so a reloaded page shows the same secret)."""
+        record = await self.store.load_mfa(username)
+        if record is None:
+            return None
+        data = self._open(record)
+        if data.get("confirmed"):
+            return None
+        secret = str(data["secret"])
+        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
+        return Enrolment(secret=secret, uri=uri)
+
     async def confirm(self, username: str, code: str) -> list[str] | None:
         """Finish enrolment with a code from the app; the recovery codes (shown once) or None."""
         async with self._lock(username):

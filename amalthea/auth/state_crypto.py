@@ -78,6 +78,7 @@ class AuthStateCrypto:
         if not keys:
             raise CryptKeyError(f"No encryption key given. {GENERATE_HINT}")
         self._fernet = MultiFernet(keys)
+        self._newest = keys[0]
         self.key_count = len(keys)
 
     @classmethod
@@ -109,6 +110,14 @@ class AuthStateCrypto:
         if not isinstance(data, dict):
             raise DecryptError("Decrypted auth_state is not a JSON object.")
         return data
+
+    def needs_rotation(self, token: bytes) -> bool:
+        """True if ``token`` was written with an older key (so :meth:`rotate` would change it)."""
+        try:
+            self._newest.decrypt(token)
+        except InvalidToken:
+            return True
+        return False
 
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt ``token`` with the newest key (keeps the payload, drops old-key reliance)."""

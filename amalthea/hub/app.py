@@ -284,7 +284,9 @@ class Amalthea(Application):
             await finish_login(handler, result, next_url)
 
         auth_ctx.complete_login = complete_login
-        from amalthea.hub import features
+        from amalthea.hub import features, logins
+
+        await logins.setup(hub, self.config)  # auth_state keys, refresh, spawn env, MFA policy
 
         await features.setup(self, hub, api_url)
         from amalthea.hub.lifecycle import profiles_glue, reporting
@@ -358,6 +360,7 @@ class Amalthea(Application):
         hub = await self.build()
         servers = hub.servers
         await servers.reconcile()
+        await self._first_run(hub)
         app = self.web_app(hub)
         parts = urlsplit(self.hub_bind_url)
         # client address only from our proxy's headers (see hub/security/forwarded.py)
@@ -371,7 +374,6 @@ class Amalthea(Application):
 
         await features.start(hub)
         servers.start_polling()
-        await self._first_run(hub)
         self.log.info("Amalthea %s is running at %s%s", __version__, self.bind_url.rstrip("/"),
                       hub.settings.hub_prefix)  # fmt: skip
         stop = asyncio.Event()

@@ -16,7 +16,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,6 +140,9 @@ class IdentityResolver:
         self.activity_resolution = 30.0
         self._touched: dict[tuple[str, int, int | None], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: async callables run for every cookie identity (cached or not); one returning False
+        #: logs that session out. Used by hub/logins.py for Authenticator.refresh_user.
+        self.session_checks: list[Callable[[Identity], Awaitable[bool]]] = []
 
     def _get(self, key: str) -> tuple[bool, Identity | None]:
         hit = self._cache.get(key)
@@ -229,7 +232,7 @@ class IdentityResolver:
         key = "session:" + session_id
         found, ident = self._get(key)
         if found:
-            return ident
+            return await self._checked(key, ident)
         async with self.db.session() as s:
             row = await s.get(LoginSession, session_id)
             ident = None
@@ -242,4 +245,13 @@ class IdentityResolver:
                         session_id, "cookie",
                     )  # fmt: skip
         self._put(key, ident)
+        return await self._checked(key, ident)
+
+    async def _checked(self, key: str, ident: Identity | None) -> Identity | None:
+        if ident is None:
+            return None
+        for check in self.session_checks:
+            if not await check(ident):
+                self.forget(key)
+                return None
         return ident

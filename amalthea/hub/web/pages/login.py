@@ -7,39 +7,19 @@ from typing import Any
 from tornado import web
 
 from amalthea.auth.base import AuthError, AuthResult, LoginRequest
-from amalthea.hub.lifecycle import ServerState
 from amalthea.hub.store import queries
 from amalthea.hub.web.base import LOGIN_COOKIE, SESSION_COOKIE, XSRF_COOKIE, PageHandler
+from amalthea.hub.web.login_flow import complete_login, log_refusal, next_after_login
 
 
 async def finish_login(handler: PageHandler, result: AuthResult, next_url: str = "") -> None:
-    """Store the user, set the session cookie, redirect. Also the AuthContext.complete_login
-    callback for redirect-style authenticators (already-approved results are re-checked)."""
-    hub = handler.hub
-    try:
-        result = hub.authenticator.finish_login(result)
-    except AuthError as e:
-        handler.render_template("login.html", status=e.status, error=e.user_message,
-                                username=result.name, next=next_url)  # fmt: skip
-        return
-    async with hub.db.session() as s:
-        user = await queries.get_or_create_user(s, result.name, result.admin)
-        if result.user_info is not None:
-            user.user_info = result.user_info
-        await s.commit()
-    await handler.login_user(user)
-    handler.redirect(await default_next(handler, result.name, next_url))
+    """Policy, second factor, store user/groups/auth_state, session, redirect: see
+    amalthea/hub/web/login_flow.py (shared with redirect authenticators' handlers)."""
+    await complete_login(handler, result, next_url)
 
 
 async def default_next(handler: PageHandler, name: str, next_url: str = "") -> str:
-    from amalthea.hub.security.redirects import safe_next
-
-    nxt = safe_next(next_url, handler.base_url)
-    if nxt:
-        return nxt
-    if handler.hub.servers.state_of(name) is ServerState.RUNNING:
-        return handler.user_url(name)
-    return handler.hub_prefix + ("spawn" if handler.hub.settings.redirect_to_server else "home")
+    return await next_after_login(handler.hub, name, next_url)
 
 
 class LoginHandler(PageHandler):
@@ -49,6 +29,9 @@ class LoginHandler(PageHandler):
         ctx.setdefault("username", "")
         self.render_template(
             "login.html", status=status, login_kind=auth.login_kind, auth_name=auth.display_name,
+            login_url=auth.login_url(self.hub_prefix) or "",
+            # header authenticators with a password form (kerberos) show it when SSO fails
+            password_fallback=bool(getattr(auth, "allow_password", False)),
             allow_signup=getattr(auth, "allow_signup", False), setup_pending=bool(
                 self.hub.setup_code_hash), **ctx,
         )  # fmt: skip
@@ -71,7 +54,13 @@ class LoginHandler(PageHandler):
         try:
             result = await self.hub.authenticator.authenticate(req)
         except AuthError as e:
-            raise web.HTTPError(e.status, reason=e.user_message) from None
+            # the page (status, challenge headers such as WWW-Authenticate: Negotiate, and the
+            # password form when the authenticator has one) instead of a bare error
+            log_refusal(e, "header login")
+            for k, v in e.headers.items():
+                self.set_header(k, v)
+            self._render(e.status, error=e.user_message)
+            return
         if result is None:
             raise web.HTTPError(403, reason="Your identity was not accepted by this hub.")
         await finish_login(self, result, self.get_argument("next", ""))
@@ -94,6 +83,7 @@ class LoginHandler(PageHandler):
         try:
             result = await self.hub.authenticator.login(request)
         except AuthError as e:
+            log_refusal(e, "form login")
             if e.status != 400:
                 self.hub.throttle.failed(*keys)
             for k, v in e.headers.items():
