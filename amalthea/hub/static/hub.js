@@ -63,5 +63,30 @@
     src.onerror = () => { src.close(); setTimeout(() => location.reload(), 1000); };
   }
 
-  window.amalthea = { api, home, progress };
+  function tokens(user) {
+    const u = encodeURIComponent(user);
+    const form = document.getElementById("request-token-form");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = { note: form.note.value || "Requested via token page" };
+      if (form.expires_in.value) body.expires_in = parseInt(form.expires_in.value, 10);
+      const scopes = form.scopes.value.trim();
+      if (scopes) body.scopes = scopes.split(/\s+/);
+      const r = await api("POST", `users/${u}/tokens`, body);
+      const data = await r.json();
+      if (r.ok) {
+        document.getElementById("token-value").textContent = data.token;
+        document.getElementById("token-result").classList.remove("hidden");
+      } else {
+        const err = document.getElementById("token-error");
+        err.textContent = data.message || ("Error " + r.status); err.classList.remove("hidden");
+      }
+    });
+    document.querySelectorAll("[data-revoke]").forEach((b) => b.addEventListener("click", async () => {
+      await api("DELETE", `users/${u}/tokens/${b.dataset.revoke}`);
+      location.reload();
+    }));
+  }
+
+  window.amalthea = { api, home, progress, tokens };
 })();

@@ -213,7 +213,8 @@ class BaseHandler(web.RequestHandler):
             user=user, hub_prefix=self.hub_prefix, base_url=self.base_url, xsrf=self.xsrf,
             static=lambda p: f"{self.hub_prefix}static/{p}?v={self.hub.version}",
             version=self.hub.version, request_id=self.request_id,
-            is_admin=bool(user and user.can("admin-ui")), **ctx,
+            is_admin=bool(user and user.can("admin-ui")),
+            local_accounts=hasattr(self.hub.authenticator, "change_password"), **ctx,
         )  # fmt: skip
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -139,21 +139,16 @@ class ProgressHandler(_ServerBase):
         if server and rt is None and not any(s.name == server for s in user.servers):
             raise web.HTTPError(404, reason=f"{name} has no server named {server!r}")
         label = self.label(name, server)
-        if rt is None or (rt.state is not ServerState.PENDING and not rt.events):
-            if rt is not None and rt.state is ServerState.RUNNING:
-                pass
-            else:
-                raise web.HTTPError(400, reason=f"{label} is not starting...")
-        assert rt is not None
+        state = rt.state if rt is not None else ServerState.STOPPED
+        if rt is None or state in (ServerState.STOPPED, ServerState.STOPPING):
+            raise web.HTTPError(400, reason=f"{label} is not starting...")
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        if rt.state is ServerState.RUNNING and (not rt.events or not rt.events[-1].get("ready")):
-            await self._send({"progress": 100, "ready": True, "message": f"Server ready at {rt.prefix}",
-                              "url": rt.prefix})  # fmt: skip
+        if state is ServerState.RUNNING:
+            await self._send({"progress": 100, "ready": True, "url": rt.prefix,
+                              "message": f"Server ready at {rt.prefix}"})  # fmt: skip
             return
-        if rt.state in (ServerState.STOPPED, ServerState.STOPPING) and not rt.events:
-            raise web.HTTPError(400, reason=f"{label} is not starting...")
         try:
             self.write("\n\n")
             await self.flush()
