@@ -35,7 +35,8 @@ class ProxyConfig:
                              "redis://host:port/db")
     max_connections: int = _opt(10000, "Most simultaneous client connections; more get 503")
     max_header_size: int = _opt(65536, "Bytes of request line + headers before a 431")
-    workers: int = _opt(1, "Worker processes (only 1 is supported so far)")
+    workers: int = _opt(1, "Processes serving the public port (SO_REUSEPORT); with more "
+                           "than 1, this process keeps the API, store and metrics")
     access_log: bool = _opt(False, "Write a JSON access-log line per request to stderr")
     auth_token: str = field(default="", metadata={"help": None})
 
@@ -47,8 +48,8 @@ class ProxyConfig:
         """Fail at start, naming the flag and the bad value."""
         if bool(self.ssl_key) != bool(self.ssl_cert):
             raise ValueError("--ssl-key and --ssl-cert must be given together")
-        if self.workers != 1:
-            raise ValueError(f"--workers {self.workers}: only 1 worker is supported so far")
+        if self.workers < 1:
+            raise ValueError(f"--workers {self.workers}: must be >= 1")
         if self.max_connections < 1:
             raise ValueError(f"--max-connections {self.max_connections}: must be >= 1")
         for name in ("timeout", "proxy_timeout", "keep_alive_timeout"):

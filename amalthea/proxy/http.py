@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections import deque
 from typing import Any
@@ -52,6 +53,8 @@ _PAUSE_PEER = 4
 _PAUSE_UPGRADE = 8
 
 _HEALTH_BODY = b'{"status": "OK"}'
+# Ours also says which process answered (useful with --workers).
+_OWN_HEALTH_BODY = json.dumps({"status": "OK", "pid": os.getpid()}).encode()
 
 
 class _Reject(Exception):
@@ -286,8 +289,9 @@ class ClientConnection(asyncio.Protocol):
         ex.started = ctx.now
         path = ex.url.split(b"?", 1)[0]
         if path == b"/_chp_healthz" or path == b"/_amalthea/health":
+            body = _HEALTH_BODY if path == b"/_chp_healthz" else _OWN_HEALTH_BODY
             return self._local(ex, simple_response(
-                200, _HEALTH_BODY, b"application/json", head_only=ex.is_head))
+                200, body, b"application/json", head_only=ex.is_head))
         try:
             segments = request_segments(path)
         except BadPath:

@@ -25,6 +25,21 @@ class Stats:
     status: Counter[int] = field(default_factory=Counter)
     api: Counter[tuple[str, int]] = field(default_factory=Counter)
 
+    _PLAIN = ("requests_web", "requests_ws", "rejected_connections", "bad_requests",
+              "upstream_errors")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The proxying counters as JSON (a worker sends this to its supervisor)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self._PLAIN}
+        out["status"] = {str(k): v for k, v in self.status.items()}
+        return out
+
+    def add(self, snap: dict[str, Any]) -> None:
+        for k in self._PLAIN:
+            setattr(self, k, getattr(self, k) + snap.get(k, 0))
+        for code, n in snap.get("status", {}).items():
+            self.status[int(code)] += n
+
 
 class _Collector:
     def __init__(self, stats: Stats, gauges: Callable[[], dict[str, float]]) -> None:

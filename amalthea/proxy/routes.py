@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
@@ -124,6 +124,8 @@ class RouteTable:
     def __init__(self) -> None:
         self._root = _Node()
         self._by_prefix: dict[str, Route] = {}
+        #: called as listener(prefix, route) after an add and (prefix, None) after a removal
+        self.listeners: list[Callable[[str, Route | None], None]] = []
 
     def __len__(self) -> int:
         return len(self._by_prefix)
@@ -153,6 +155,8 @@ class RouteTable:
         node.route = route
         self._by_prefix[prefix] = route
         route.json_item()  # serialise now, so listing 10k routes is a join, not 10k dumps
+        for listener in self.listeners:
+            listener(prefix, route)
         return route
 
     def remove(self, prefix: str) -> Route | None:
@@ -175,6 +179,8 @@ class RouteTable:
                 del path[i - 1][1].children[seg]  # type: ignore[arg-type]
             else:
                 break
+        for listener in self.listeners:
+            listener(prefix, None)
         return route
 
     def find(self, segments: list[str]) -> Route | None:
