@@ -167,14 +167,17 @@ def start_hub(
     cleanup: bool = True,
     env: dict[str, str] | None = None,
     startup_timeout: float = 60.0,
+    port: int | None = None,
 ) -> RunningHub:
     """Write a config into ``tmp_path`` (the hub's data dir) and start amalthea there.
 
     ``config`` is appended to the generated config, so it can override anything.
+    ``port``: the public port, when something must know the hub's URL before it starts (e.g.
+    an OAuth redirect URI registered at a test identity provider); default a free one.
     """
     data = Path(tmp_path)
     data.mkdir(parents=True, exist_ok=True)
-    port, hub_port, api_port = free_port(), free_port(), free_port()
+    port, hub_port, api_port = port or free_port(), free_port(), free_port()
     token = secrets.token_hex(20)
     base = f"""
         c.Amalthea.bind_url = "http://127.0.0.1:{port}"
