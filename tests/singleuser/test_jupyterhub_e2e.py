@@ -267,3 +267,47 @@ def test_named_server(hub: Hub):
     )
     assert r.status_code == 403
     assert hub.api.delete("/users/alice/servers/gpu").status_code in (202, 204)
+
+
+@pytest.mark.browser
+def test_jupyterlab_hub_menu_in_chromium(hub: Hub, tmp_path: Path):
+    """JupyterLab loads through the hub and its File menu has working hub entries."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium is not installed (apt: chromium)")
+    if not hub.api.get("/users/alice").json()["servers"].get(""):
+        hub.api.post("/users/alice/server")
+    hub.wait_ready("alice")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(90_000)
+            page.goto(f"{hub.url}/hub/login?next=%2Fuser%2Falice%2Flab")
+            page.fill("input[name=username]", "alice")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("input[type=submit], button[type=submit]")
+            page.wait_for_url(re.compile(r".*/user/alice/lab.*"))
+            page.wait_for_selector(".jp-LabShell")
+            page.screenshot(path=str(tmp_path / "lab.png"))
+            page.click(".lm-MenuBar-itemLabel:text-is('File')")
+            page.wait_for_selector(".lm-Menu-itemLabel:text-is('Hub Control Panel')")
+            page.screenshot(path=str(tmp_path / "file-menu.png"))
+            with page.context.expect_page() as popup:
+                page.click(".lm-Menu-itemLabel:text-is('Hub Control Panel') >> visible=true")
+            popup.value.wait_for_load_state()
+            assert "/hub/home" in popup.value.url
+            popup.value.close()
+            ours = [c for c in page.context.cookies() if c["name"] == "jupyterhub-user-alice"]
+            assert ours and ours[0]["httpOnly"] and ours[0]["path"] == "/user/alice/"
+            page.click(".lm-MenuBar-itemLabel:text-is('File')")
+            page.click(".lm-Menu-itemLabel:text-is('Log Out') >> visible=true")
+            page.wait_for_url(re.compile(r".*/hub/(login|logout).*"))
+            page.screenshot(path=str(tmp_path / "logged-out.png"))
+        finally:
+            browser.close()
+    # Log Out ended the hub session, which revoked the OAuth token behind our cookie: a
+    # replayed copy of the cookie no longer gets in.
+    replay = {"jupyterhub-user-alice": ours[0]["value"]}
+    r = httpx.get(f"{hub.url}/user/alice/api/status", cookies=replay)
+    assert r.status_code == 403
