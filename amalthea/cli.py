@@ -13,6 +13,7 @@ from pathlib import Path
 
 from traitlets import TraitError
 from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
 
 __all__ = ["main"]
 
@@ -42,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = Amalthea()
         app.parse_command_line(argv)
-        if Path(app.config_file).exists():
-            app.load_config_file(app.config_file)
+        file_config = Config()
+        path = Path(app.config_file)
+        if path.exists():
+            file_config = PyFileConfigLoader(path.name, str(path.parent.resolve())).load_config()
         elif app.config_file != "amalthea_config.py" and not app.generate_config:
             return _fail(f"config file {app.config_file} not found")
-        roots = [Amalthea, app.authenticator_class, app.spawner_class, app.proxy_class]
-        for warning in validate_config(app.config, roots):
+        # check the file before applying it, so a bad plugin name is reported with its key
+        roots = [Amalthea, *_plugin_roots(file_config, app)]
+        for warning in validate_config(file_config, roots):
             print(f"amalthea: warning: {warning}", file=sys.stderr)
-        app.update_config(Config())  # re-read class values after the file
+        app.update_config(file_config)
+        app.update_config(app.cli_config)  # the command line wins over the file
     except (ConfigError, TraitError, PluginLoadError) as e:
         return _fail(str(e))
     if app.generate_config:
@@ -77,16 +82,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _plugin_roots(file_config: Config, app: object) -> list[type]:
+    """The authenticator/spawner/proxy classes the config selects (file first, then defaults)."""
+    from amalthea.hub.app import Amalthea
+    from amalthea.hub.settings import ConfigError
+    from amalthea.plugins import AUTHENTICATORS, PROXIES, SPAWNERS, PluginLoadError, load
+
+    section = file_config.get("Amalthea", Config())
+    roots: list[type] = []
+    for key, group in (("authenticator_class", AUTHENTICATORS), ("spawner_class", SPAWNERS),
+                       ("proxy_class", PROXIES)):  # fmt: skip
+        value = section.get(key) if key in section else None
+        if value is None:
+            roots.append(getattr(app, key))
+        elif isinstance(value, type):
+            roots.append(value)
+        else:
+            try:
+                roots.append(load(group, str(value)))
+            except PluginLoadError as e:
+                raise ConfigError(f"Invalid setting c.Amalthea.{key} = {value!r}: {e}") from None
+    _ = Amalthea
+    return roots
+
+
 def _generate_config(app: object) -> int:
     from amalthea.hub.app import Amalthea
 
     path = Path("amalthea_config.py")
     if path.exists():
         return _fail(f"{path} exists; remove it first (it is not overwritten).")
-    classes = [Amalthea, app.authenticator_class, app.spawner_class]  # type: ignore[attr-defined]
+    from amalthea.auth.base import Authenticator
+    from amalthea.spawners.base import Spawner
+
+    classes = [Amalthea, Authenticator, app.authenticator_class, Spawner, app.spawner_class,  # type: ignore[attr-defined]
+               app.proxy_class]  # type: ignore[attr-defined]  # fmt: skip
+    classes = list(dict.fromkeys(classes))
     text = "# Configuration file for Amalthea.\n\nc = get_config()  # noqa\n\n"
     for cls in classes:
-        text += cls.class_config_section()  # type: ignore[attr-defined]
+        text += cls.class_config_section(classes)
         text += "\n"
     path.write_text(text)
     print(f"Wrote {path.resolve()}")

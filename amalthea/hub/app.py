@@ -217,12 +217,14 @@ class Amalthea(Application):
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_path / 'amalthea.sqlite'}"
 
-    def print_description(self) -> None:
-        super().print_description()
+    def emit_description(self) -> Any:
+        yield from super().emit_description()
         for title, group in (("Authenticators", AUTHENTICATORS), ("Spawners", SPAWNERS),
                              ("Proxies", PROXIES)):  # fmt: skip
-            print(f"{title} installed: {', '.join(sorted(installed(group)))}")
-        print("\nSubcommands: amalthea upgrade-db   (migrate the database and exit)\n")
+            yield f"{title} installed: {', '.join(sorted(installed(group)))}"
+        yield ""
+        yield "Subcommands: amalthea upgrade-db   (migrate the database schema and exit)"
+        yield ""
 
     # ---- build --------------------------------------------------------------------------
     async def build(self) -> HubContext:
