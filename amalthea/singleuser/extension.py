@@ -52,6 +52,8 @@ def server_config(env: HubEnvironment) -> dict[str, Any]:
         "identity_provider_class": HubIdentityProvider,
         "authorizer_class": HubAuthorizer,
     }
+    if env.debug:
+        config["log_level"] = "DEBUG"
     if env.root_dir:
         config["root_dir"] = env.root_dir
         # ServerApp computed preferred_dir from the old root_dir (the cwd) before starter

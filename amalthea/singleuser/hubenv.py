@@ -49,6 +49,7 @@ class HubEnvironment:
     cookie_host_prefix: bool
     allow_token_in_url: bool
     report_url: str  # AMALTHEA_REPORT_URL: where to POST our ip/port once listening
+    debug: bool = False  # JUPYTERHUB_DEBUG=1: the hub wants debug logs
 
     @property
     def hub_prefix(self) -> str:
@@ -187,4 +188,5 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
         cookie_host_prefix=_truthy(get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED")),
         allow_token_in_url=_truthy(get("JUPYTERHUB_ALLOW_TOKEN_IN_URL")),
         report_url=get("AMALTHEA_REPORT_URL"),
+        debug=_truthy(get("JUPYTERHUB_DEBUG")),
     )

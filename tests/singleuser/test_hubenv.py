@@ -48,6 +48,7 @@ def test_optional_values_and_fallbacks():
             "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "1",
             "JUPYTERHUB_HOST": "https://hub.example/",
             "AMALTHEA_REPORT_URL": "http://hub/report",
+            "JUPYTERHUB_DEBUG": "1",
         }
     )
     assert env.api_token == "legacy-token"
@@ -58,6 +59,7 @@ def test_optional_values_and_fallbacks():
     assert (env.cookie_name, env.cookie_path) == ("__Host-jupyterhub-user-alice-gpu", "/")
     assert env.hub_host == "https://hub.example"
     assert env.report_url == "http://hub/report"
+    assert env.debug and not read_hub_environment(BASE).debug
 
 
 def test_missing_variables_are_all_named():
