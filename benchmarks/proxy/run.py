@@ -466,10 +466,11 @@ def soak(env: Env, minutes: float) -> dict[str, Any]:
         ws_msgs = asyncio.run(both())
         out, _ = wrk_p.communicate()
         line = next(x for x in out.splitlines() if x.startswith("RESULT"))
-        reqs = int(line.split()[1])
+        reqs, _, _, p99_us, errors, non2xx = (int(v) for v in line.split()[1:])
         after_1min = next((rss for t, rss in samples if t >= 60), samples[0][1])
         end = samples[-1][1]
-        return {"minutes": minutes, "http_requests": reqs, "ws_messages": ws_msgs,
+        return {"minutes": minutes, "http_requests": reqs, "http_errors": errors,
+                "http_non2xx": non2xx, "http_p99_ms": p99_us / 1000, "ws_messages": ws_msgs,
                 "rss_after_1min_mb": after_1min, "rss_end_mb": end,
                 "growth_pct": (end - after_1min) / after_1min * 100, "samples": samples}
     finally:
@@ -508,8 +509,9 @@ def main() -> None:
         upstream.stop()
     res.update({"loadavg_start": load0, "loadavg_end": os.getloadavg(),
                 "duration": args.duration, "cpus": os.cpu_count()})
+    what = f"{args.soak:g} min soak" if args.soak else f"{args.duration:g} s per wrk run"
     print(f"\nload average start {load0[0]:.1f}, end {os.getloadavg()[0]:.1f}; "
-          f"{os.cpu_count()} CPUs; {args.duration:g} s per wrk run")
+          f"{os.cpu_count()} CPUs; {what}")
     (WORK / ("soak.json" if args.soak else "results.json")).write_text(json.dumps(res, indent=1))
 
 
