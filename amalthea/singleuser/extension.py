@@ -52,6 +52,11 @@ def server_config(env: HubEnvironment) -> dict[str, Any]:
         "identity_provider_class": HubIdentityProvider,
         "authorizer_class": HubAuthorizer,
     }
+    if env.sock:
+        # jupyter_server refuses --port together with --sock.
+        for key in ("ip", "port", "port_retries"):
+            del config[key]
+        config["sock"] = env.sock
     if env.debug:
         config["log_level"] = "DEBUG"
     if env.root_dir:
@@ -176,7 +181,7 @@ class HubExtension(ExtensionApp):
             ),
         )
         self._spawn(reporter.run())
-        if env.report_url:
+        if env.report_url and not env.sock:
             self._spawn(self._report_location(env, serverapp))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 __all__ = ["HubEnvironment", "HubEnvironmentError", "read_hub_environment"]
 
@@ -50,6 +50,7 @@ class HubEnvironment:
     allow_token_in_url: bool
     report_url: str  # AMALTHEA_REPORT_URL: where to POST our ip/port once listening
     debug: bool = False  # JUPYTERHUB_DEBUG=1: the hub wants debug logs
+    sock: str = ""  # listen on this unix socket instead of ip:port (http+unix service URL)
 
     @property
     def hub_prefix(self) -> str:
@@ -86,12 +87,17 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _parse_service_url(url: str) -> tuple[str, int, str]:
+def _parse_service_url(url: str) -> tuple[str, int, str, str]:
+    """(ip, port, path, unix socket path) from JUPYTERHUB_SERVICE_URL."""
     parts = urlsplit(url)
+    if parts.scheme == "http+unix":
+        # JupyterHub 6 form: http+unix://<url-encoded socket path>/<prefix>
+        return "", 0, parts.path or "/", unquote(parts.netloc)
     if parts.scheme not in {"http", "https"}:
         raise HubEnvironmentError(
-            f"JUPYTERHUB_SERVICE_URL={url!r} is not an http(s) URL; the hub should set it to "
-            "where this server must listen, e.g. http://127.0.0.1:50999/user/alice/"
+            f"JUPYTERHUB_SERVICE_URL={url!r} is not an http(s) or http+unix URL; the hub "
+            "should set it to where this server must listen, e.g. "
+            "http://127.0.0.1:50999/user/alice/"
         )
     try:
         port = parts.port
@@ -99,7 +105,7 @@ def _parse_service_url(url: str) -> tuple[str, int, str]:
         raise HubEnvironmentError(f"JUPYTERHUB_SERVICE_URL={url!r} has a bad port") from exc
     if port is None:
         port = 443 if parts.scheme == "https" else 80
-    return parts.hostname or "", port, parts.path or "/"
+    return parts.hostname or "", port, parts.path or "/", ""
 
 
 def _parse_scopes(raw: str, user: str, server_name: str) -> tuple[str, ...]:
@@ -160,7 +166,7 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
             "amalthea-singleuser must be started by a JupyterHub-compatible hub, which sets "
             f"the JUPYTERHUB_* environment; missing or empty: {', '.join(missing)}"
         )
-    ip, port, url_path = _parse_service_url(required["JUPYTERHUB_SERVICE_URL"])
+    ip, port, url_path, sock = _parse_service_url(required["JUPYTERHUB_SERVICE_URL"])
     user = required["JUPYTERHUB_USER"]
     server_name = source.get("JUPYTERHUB_SERVER_NAME", "")
     prefix = _with_slashes(get("JUPYTERHUB_SERVICE_PREFIX") or url_path)
@@ -189,4 +195,5 @@ def read_hub_environment(env: Mapping[str, str] | None = None) -> HubEnvironment
         allow_token_in_url=_truthy(get("JUPYTERHUB_ALLOW_TOKEN_IN_URL")),
         report_url=get("AMALTHEA_REPORT_URL"),
         debug=_truthy(get("JUPYTERHUB_DEBUG")),
+        sock=sock,
     )

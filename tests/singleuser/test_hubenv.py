@@ -84,3 +84,11 @@ def test_missing_variables_are_all_named():
 def test_malformed_values(key, value, message):
     with pytest.raises(HubEnvironmentError, match=message):
         read_hub_environment({**BASE, key: value})
+
+
+def test_unix_socket_service_url():
+    env = read_hub_environment(
+        {**BASE, "JUPYTERHUB_SERVICE_URL": "http+unix://%2Ftmp%2Fsu.sock/user/alice/gpu/"}
+    )
+    assert (env.sock, env.ip, env.port) == ("/tmp/su.sock", "", 0)
+    assert env.service_prefix == "/user/alice/gpu/"

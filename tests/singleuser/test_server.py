@@ -7,7 +7,7 @@ import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -85,6 +85,35 @@ def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
     assert proc.returncode == 1
     assert "did not answer after 2 attempts" in proc.stderr
     assert "JUPYTERHUB_API_URL" in proc.stderr
+
+
+def test_listens_on_a_unix_socket(fake_hub, tmp_path):
+    sock = tmp_path / "alice.sock"
+    url = f"http+unix://{quote(str(sock), safe='')}/user/alice/"
+    env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_SERVICE_URL=url)
+    proc = subprocess.Popen(
+        [SINGLEUSER, "--allow-root"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = client.get("http://localhost/user/alice/api")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert r.status_code == 200 and "version" in r.json()
+        assert r.headers["x-jupyterhub-version"] == "6.1.1"
+        assert client.get("http://localhost/user/alice/api/status").status_code == 403
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def test_reports_location_and_headers(fake_hub, alice_server):
