@@ -21,7 +21,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        body = json.dumps({"user": os.environ.get("JUPYTERHUB_USER"), "path": self.path}).encode()
+        body = json.dumps({
+            "user": os.environ.get("JUPYTERHUB_USER"), "path": self.path, "uid": os.getuid(),
+            "cwd": os.getcwd(), "home": os.environ.get("HOME"),
+        }).encode()  # fmt: skip
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
