@@ -97,6 +97,20 @@ class CgroupLimiter:
         """Remove the group(s); with ``kill``, SIGKILL what the server left behind first."""
         await asyncio.to_thread(self._cleanup, kill)
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in the group for going past the memory limit."""
+        group = self.groups.get("memory")
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            text = (group / name).read_text() if group else ""
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
     def pids_in_group(self) -> set[int]:
         found: set[int] = set()
         for group in set(self.groups.values()):

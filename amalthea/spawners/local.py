@@ -29,6 +29,7 @@ from typing import Any
 from traitlets import Bool, Float, List, Unicode
 
 from amalthea.spawners.base import ServerAddress, Spawner, SpawnError
+from amalthea.spawners.cgroups import CgroupLimiter
 from amalthea.spawners.naming import safe_name
 
 __all__ = ["LocalSharedSpawner", "LocalSpawner"]
@@ -85,6 +86,10 @@ class _LocalProcessSpawner(Spawner):
         self.start_time: str | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path: Path | None = None
+        #: the server's cgroup(s) when limits are set; kernels it starts are inside too
+        self.limiter: CgroupLimiter | None = None
+        self._oom_kills = 0
+        self._adopted = False  # found again after a hub restart: limiter not built yet
 
     # ---- what subclasses decide ----------------------------------------------------------
     def account(self) -> tuple[int | None, int | None, list[int], Path, str]:
@@ -142,25 +147,68 @@ class _LocalProcessSpawner(Spawner):
         await self._apply_limits()
         return ServerAddress(self.ip or "127.0.0.1", self.port)
 
+    def _limits_set(self) -> bool:
+        return self.mem_limit is not None or self.cpu_limit is not None or bool(self.pids_limit)
+
+    def _cgroup_name(self) -> str:
+        ctx = self.context
+        return safe_name(ctx.username) + (
+            f"--{safe_name(ctx.server_name)}" if ctx.server_name else ""
+        )
+
     async def _apply_limits(self) -> None:
-        if self.mem_limit is None and self.cpu_limit is None and not self.pids_limit:
+        if not self._limits_set():
             return
+        assert self.pid is not None
+        self.limiter = CgroupLimiter(self._cgroup_name())
+        self._oom_kills = 0
         try:
-            from amalthea.spawners.cgroups import CgroupLimiter  # type: ignore[import-not-found]
-        except ImportError:
-            self.log.warning("mem/cpu limits set but cgroup support is not installed; ignored")
-            return
-        try:
-            limiter = CgroupLimiter(self.context.username, self.context.server_name)
-            await limiter.apply(
+            await self.limiter.apply(
                 self.pid, self.mem_limit_bytes, self.cpu_limit_cores, self.pids_limit
             )
         except Exception as e:
+            # no server without its limits: they may be what keeps the machine usable
+            self._signal(signal.SIGKILL)
+            await self.wait_for_exit(5)
+            await self._release_cgroup()
             raise SpawnError(f"Could not apply resource limits: {e}", layer="cgroups") from e
+
+    async def _release_cgroup(self) -> None:
+        """Kill what the server left in its group (orphaned kernels), then remove the group."""
+        if self.limiter is None and self._adopted and self._limits_set():
+            self._adopted = False
+            # found again after a hub restart: the same name and limits give the same group
+            limiter = CgroupLimiter(self._cgroup_name())
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    limiter.create, self.mem_limit_bytes, self.cpu_limit_cores, self.pids_limit
+                )
+                self.limiter = limiter
+        if self.limiter is None:
+            return
+        limiter, self.limiter = self.limiter, None
+        self._oom_kills = max(self._oom_kills, limiter.oom_kills())
+        try:
+            await limiter.cleanup(kill=True)
+        except Exception:
+            self.log.exception("removing the cgroup of %s", self.context.username)
+
+    async def exit_error(self) -> SpawnError | None:
+        """Names the memory limit when the kernel's OOM killer ended the server itself."""
+        if await self.poll() is None:
+            return None
+        if self._oom_kills and self.proc is not None and self.proc.returncode == -signal.SIGKILL:
+            return SpawnError(
+                f"The server was killed for using more than its memory limit ({self.mem_limit}).",
+                layer="single-user server",
+                log_tail=await self.logs(self.log_lines),
+            )
+        return None
 
     async def poll(self) -> int | None:
         if self.proc is not None:
             if self.proc.returncode is not None:
+                await self._release_cgroup()
                 return self.proc.returncode
             return None
         if self.pid is None:
@@ -175,6 +223,7 @@ class _LocalProcessSpawner(Spawner):
         if not now and await self.wait_for_exit(self.stop_timeout) is None:
             self._signal(signal.SIGKILL)
         await self.wait_for_exit(5)
+        await self._release_cgroup()
 
     def _signal(self, sig: int) -> None:
         assert self.pid is not None
@@ -199,6 +248,7 @@ class _LocalProcessSpawner(Spawner):
     def load_state(self, state: dict[str, Any]) -> None:
         self.pid = state.get("pid")
         self.start_time = state.get("start_time")
+        self._adopted = self.pid is not None
         self.log_path = Path(state["log"]) if state.get("log") else None
 
     async def logs(self, lines: int = 50) -> list[str]:
