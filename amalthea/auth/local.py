@@ -14,6 +14,7 @@ form must carry a valid ``otp`` code (or a recovery code).
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,8 +29,15 @@ from amalthea.hub.clock import utcnow
 __all__ = ["Account", "AccountStore", "LocalAuthenticator"]
 
 _hasher = PasswordHasher()
-# verified against when the name is unknown, so both paths cost one argon2 check
-_DUMMY_HASH = _hasher.hash("amalthea-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so both paths cost one argon2 check.
+    Computed on first use: hashing at import would add ~0.1-1 s to every hub start."""
+    return _hasher.hash("amalthea-timing-equaliser")
+
+
 _COMMON = frozenset(
     "password password1 password123 12345678 123456789 1234567890 qwertyuiop qwerty123 "
     "iloveyou letmein1 welcome1 admin123 changeme abc12345 11111111 00000000 passw0rd "
@@ -114,7 +122,7 @@ class LocalAuthenticator(Authenticator):
             return None
         account = await self.store.get(name)
         if account is None:
-            await self._verify(_DUMMY_HASH, password)
+            await self._verify(_dummy_hash(), password)
             return None
         now = utcnow()
         if account.locked_until and account.locked_until > now:

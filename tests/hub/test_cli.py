@@ -119,3 +119,9 @@ def test_state_machine():
     assert (
         ServerState.PENDING.pending_label == "spawn" and ServerState.RUNNING.pending_label is None
     )
+
+
+def test_migrate_head_constant_matches_alembic():
+    from amalthea.hub.store.migrate import HEAD, head_revision
+
+    assert head_revision() == HEAD

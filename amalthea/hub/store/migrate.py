@@ -10,12 +10,9 @@ migrating a shared production database is not something a hub should do on its o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, pool
+from sqlalchemy import create_engine, inspect, pool, text
 
 from amalthea.hub.store.db import sync_url
 from amalthea.hub.store.models import Base
@@ -23,13 +20,18 @@ from amalthea.hub.store.models import Base
 __all__ = ["DatabaseNeedsUpgrade", "prepare", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: the newest revision in migrations/versions; a test checks it against Alembic's own answer.
+#: Knowing it here lets a hub on an up-to-date database start without importing Alembic (~0.3 s).
+HEAD = "0001_initial"
 
 
 class DatabaseNeedsUpgrade(Exception):
     """The database schema is older than this Amalthea; the message says how to upgrade."""
 
 
-def _config(url: str) -> Config:
+def _config(url: str) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["url"] = url
@@ -37,11 +39,15 @@ def _config(url: str) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config("")).get_current_head() or ""
 
 
 def upgrade(url: str) -> None:
     """Bring the schema to the head revision (creates it on an empty database)."""
+    from alembic import command
+
     engine = create_engine(sync_url(url), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
@@ -65,15 +71,19 @@ def prepare(url: str, allow_upgrade: bool = False) -> None:
         with engine.connect() as conn:
             if not inspect(conn).has_table("users"):
                 current = None
+            elif not inspect(conn).has_table("alembic_version"):
+                current = "none"
             else:
-                current = MigrationContext.configure(conn).get_current_revision() or "none"
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+                current = row[0] if row else "none"
     finally:
         engine.dispose()
-    head = head_revision()
+    if current == HEAD:
+        return
     if current is None or allow_upgrade:
         upgrade(url)
-    elif current != head:
+    else:
         raise DatabaseNeedsUpgrade(
-            f"The database at {url} has schema revision {current}, this Amalthea needs {head}. "
+            f"The database at {url} has schema revision {current}, this Amalthea needs {HEAD}. "
             "Back it up, then run `amalthea upgrade-db` (or set c.Amalthea.upgrade_db = True)."
         )
