@@ -220,7 +220,7 @@ async def rotate_stored_secrets(db: Database, crypto: AuthStateCrypto) -> int:
                               (LocalAccount, LocalAccount.totp_secret_encrypted)):  # fmt: skip
             rows = (await s.execute(select(table.id, column).where(column.is_not(None)))).all()
             for row_id, token in rows:
-                if not crypto.needs_rotation(token):
+                if token is None or not crypto.needs_rotation(token):
                     continue
                 try:
                     new = crypto.rotate(token)

@@ -52,7 +52,7 @@ async def next_after_login(hub: Any, name: str, next_url: str = "") -> str:
         from urllib.parse import quote
 
         return f"{settings.base_url}user/{quote(name, safe='@~')}/"
-    return settings.hub_prefix + ("spawn" if settings.redirect_to_server else "home")
+    return str(settings.hub_prefix) + ("spawn" if settings.redirect_to_server else "home")
 
 
 async def complete_login(handler: RequestHandler, result: AuthResult, next_url: str = "") -> None:
