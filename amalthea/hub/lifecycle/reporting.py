@@ -2,9 +2,9 @@
 
 A spawner that cannot know its server's host and port in advance (a batch job lands on some
 node and picks a port there) offers ``report_address(ip, port)``. For those, and only those,
-:func:`install` puts a per-server URL into ``SpawnContext.report_url``; the spawner passes it to
-the server as ``AMALTHEA_REPORT_URL`` and amalthea-singleuser POSTs ``{"ip", "port"}`` there
-once it listens (``amalthea.hub.web.api.report`` takes it and calls ``report_address``).
+:func:`install` puts a per-server URL into ``SpawnContext.report_url`` and into the server's
+environment as ``AMALTHEA_REPORT_URL`` (batch job scripts export it on the node), and
+amalthea-singleuser POSTs ``{"ip", "port"}`` there with its API token once it listens (``amalthea.hub.web.api.report`` takes it and calls ``report_address``).
 
 The URL is under the hub API the server already reaches (``JUPYTERHUB_API_URL``)::
 
@@ -40,6 +40,8 @@ def install(manager: Any) -> None:
         spawner = inner(ctx)
         if takes_reports(spawner):
             ctx.report_url = report_url(manager.urls.api_url, ctx.username, ctx.server_name)
+            # the hub adds its JUPYTERHUB_* contract to ctx.env after this; ours stays
+            ctx.env["AMALTHEA_REPORT_URL"] = ctx.report_url
         return spawner
 
     manager.spawner_factory = make

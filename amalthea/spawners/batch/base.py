@@ -15,7 +15,8 @@ Lifecycle of one spawn:
      the server and the spawner reads it (directly, or through ``exec_prefix cat`` when the
      hub may not read the user's files). This one needs no hub and is what the tests use.
 
-   A job that ends first fails the spawn with the tail of its stderr file.
+   When the hub gives a report URL, only the report counts (the file's port was picked
+   before the server bound it). A job that ends first fails the spawn with its stderr tail.
 3. ``poll()`` queries the job: gone (finished, cancelled, preempted, requeued) means dead.
 4. ``stop()`` cancels the job and waits briefly for the queue to agree.
 
@@ -212,7 +213,10 @@ class BatchSpawner(Spawner):
                 self._emit(ProgressEvent(30, msg + (f": {where}" if where else "")))
             elif status.state is JobState.RUNNING:
                 self._emit(ProgressEvent(60, f"Job {self.job_id} is running on {status.host or 'a node'}; waiting for the server"))  # fmt: skip
-                address = self._reported or await self._read_address()
+                # with a report URL, only the server's own report counts: the address file is
+                # written before the server listens, so its port may be taken by then
+                pulled = None if self.context.report_url else await self._read_address()
+                address = self._reported or pulled
                 if address:
                     self.address = address
                     self._emit(ProgressEvent(90, f"Server is starting at {address.url}"))
