@@ -31,6 +31,7 @@ from amalthea.auth.base import AuthContext, Authenticator
 from amalthea.hub.context import HubContext, HubSettings
 from amalthea.hub.lifecycle import ServerManager
 from amalthea.hub.lifecycle.env import HubURLs
+from amalthea.hub.lifecycle.housekeeping import Housekeeper
 from amalthea.hub.oauth import OAuthProvider
 from amalthea.hub.security.identity import IdentityResolver
 from amalthea.hub.security.ratelimit import LoginThrottle
@@ -157,6 +158,12 @@ class Amalthea(Application):
     )
     login_attempts_per_minute = Float(
         10, help="Failed logins allowed per minute per IP and per username (after a burst)."
+    ).tag(config=True)
+    proxy_check_interval = Float(
+        10, help="Seconds between checks that the proxy is alive (restarted if the hub owns it)."
+    ).tag(config=True)
+    last_activity_interval = Float(
+        300, help="Seconds between reading activity from the proxy and re-checking its routes."
     ).tag(config=True)
     api_tokens = Dict(
         {}, help="Tokens from config: {token: username}. Tokens must be random (>= 16 chars); "
@@ -376,6 +383,8 @@ class Amalthea(Application):
 
         await features.start(hub)
         servers.start_polling()
+        housekeeper = Housekeeper(servers, self.proxy_check_interval, self.last_activity_interval)
+        housekeeper.start()
         self.log.info("Amalthea %s is running at %s%s", __version__, self.bind_url.rstrip("/"),
                       hub.settings.hub_prefix)  # fmt: skip
         stop = asyncio.Event()
@@ -396,6 +405,7 @@ class Amalthea(Application):
                       "kept running" if keep["proxy"] else "stopped")  # fmt: skip
         server.stop()
         await features.stop(hub)
+        await housekeeper.stop()
         await servers.shutdown(stop_servers=not keep["servers"])
         if not keep["proxy"]:
             await hub.proxy.stop()

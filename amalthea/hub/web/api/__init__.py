@@ -12,12 +12,15 @@ user=...)``). Anything under /api that matches nothing answers the JSON 404 of `
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from typing import Any
 
 from tornado import web
 
 from amalthea.hub.web.base import APIHandler
+
+log = logging.getLogger("amalthea.web")
 
 
 class NotFoundAPIHandler(APIHandler):
@@ -28,7 +31,11 @@ class NotFoundAPIHandler(APIHandler):
 def api_handlers(api_prefix: str) -> list[tuple[Any, ...]]:
     modules = []
     for info in pkgutil.iter_modules(__path__):
-        mod = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+        except ImportError as e:  # an optional extra is missing (e.g. pyotp for MFA pages)
+            log.warning("%s.%s is disabled: %s", __name__, info.name, e)
+            continue
         if hasattr(mod, "handlers"):
             modules.append((getattr(mod, "priority", 100), info.name, mod))
     out: list[tuple[Any, ...]] = []
