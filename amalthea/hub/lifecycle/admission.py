@@ -82,21 +82,22 @@ class Admission:
                 self._admitted.discard(key)
         return len(self._admitted)
 
-    def _active(self) -> int:
+    def _active(self, exclude: ServerRuntime | None = None) -> int:
+        """Running or admitted servers, not counting queued spawns nor ``exclude``."""
         queued = {rt.key for rt in self._queue}
         return sum(
-            1 for rt in self.manager.runtimes.values() if rt.state.active and rt.key not in queued
+            1
+            for rt in self.manager.runtimes.values()
+            if rt.state.active and rt.key not in queued and rt is not exclude
         )
 
     def _over(self, exclude: ServerRuntime | None = None) -> str | None:
-        """Which limit a new spawn would exceed, or None."""
+        """Which limit a new spawn (``exclude``, if it already exists) would exceed, or None."""
         conc, active = self.limits.concurrent_spawn_limit, self.limits.active_server_limit
         if conc and self._spawning() >= conc:
             return f"Too many users trying to log in right now (concurrent_spawn_limit={conc})"
-        if active:
-            n = self._active() - (1 if exclude is not None and exclude.state.active else 0)
-            if n >= active:
-                return f"Active user limit exceeded (active_server_limit={active})"
+        if active and self._active(exclude) >= active:
+            return f"Active user limit exceeded (active_server_limit={active})"
         return None
 
     def position(self, rt: ServerRuntime) -> int | None:
@@ -117,9 +118,7 @@ class Admission:
                 status=400,
             )
         if NO_WAIT.get() or not self.limits.queue_spawns:
-            reason = None if self._queue else self._over()
-            if self._queue:
-                reason = "Spawns are queued (a limit is reached)"
+            reason = "Spawns are queued (a limit is reached)" if self._queue else self._over(rt)
             if reason is not None:
                 raise SpawnRefused(reason, status=429, retry_after=random.randint(30, 60))
 

@@ -4,6 +4,7 @@ that understand group filters, pagination plumbing. No routes here (no ``handler
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,6 +51,13 @@ class RestHandler(APIHandler):
         if len(self.request.body or b"") > MAX_BODY:
             raise bad(f"Request body too large (limit {MAX_BODY} bytes)", 413)
         await super().prepare()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # tornado clears headers before write_error, so a Retry-After set before raising is
+        # lost; every 429 of the hub means "limits reached, come back in 30-60 s" (§15)
+        if status_code == 429:
+            self.set_header("Retry-After", str(random.randint(30, 60)))
+        super().write_error(status_code, **kwargs)
 
     # ---- identity and scopes ------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from amalthea.hub import rbac
+from amalthea.hub.lifecycle.admission import NO_WAIT
 from amalthea.hub.store.models import Server, User
 from amalthea.hub.web.api import servers as start_stop
 from amalthea.hub.web.api._support import RestHandler, bad
@@ -48,6 +49,15 @@ class ServerRecordHandler(start_stop.ServerHandler, RestHandler):
                           row.user_options, row.spawner_state)  # fmt: skip
         with_state = rbac.covers(self.held, "admin:server_state", server=f"{name}/{row.name}")
         return server_model(self.urls, name, info, with_state)
+
+    async def post(self, name: str, server: str = "") -> None:
+        """Start (``servers.py``); ``Prefer: wait=0`` asks for 429 instead of the spawn queue."""
+        prefer = self.request.headers.get("Prefer", "").replace(" ", "").lower()
+        token = NO_WAIT.set("wait=0" in prefer.split(","))
+        try:
+            await super().post(name, server)
+        finally:
+            NO_WAIT.reset(token)
 
     async def get(self, name: str, server: str = "") -> None:
         server = server or ""
