@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +53,14 @@ def singleuser_env(hub: FakeHub, home: Path, user: str = "alice", **extra: str) 
     )
     env.update(extra)
     return env
+
+
+def page_config(html: str) -> dict[str, Any]:
+    """The JSON page config that jupyter_server pages embed for the frontend."""
+    match = re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', html, re.S)
+    assert match, "no jupyter-config-data in the page"
+    config: dict[str, Any] = json.loads(match[1])
+    return config
 
 
 class RunningServer:

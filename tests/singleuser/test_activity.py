@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -46,7 +48,9 @@ def recorded() -> datetime:
         ),
     ],
 )
-def test_busy_kernels_and_attached_terminals_are_activity_now(settings, live):
+def test_busy_kernels_and_attached_terminals_are_activity_now(
+    settings: dict[str, Any], live: bool
+) -> None:
     ts = server_last_activity(settings, recorded)
     if live:
         assert datetime.now(UTC) - ts < timedelta(seconds=5)
@@ -54,7 +58,7 @@ def test_busy_kernels_and_attached_terminals_are_activity_now(settings, live):
         assert ts == LONG_AGO
 
 
-def test_isoformat_is_utc_with_z():
+def test_isoformat_is_utc_with_z() -> None:
     ts = datetime(2026, 11, 25, 23, 8, 42, 72188, tzinfo=UTC)
     assert isoformat(ts) == "2026-11-25T23:08:42.072188Z"
     assert isoformat(ts.astimezone(timezone(timedelta(hours=2)))) == ("2026-11-25T23:08:42.072188Z")
@@ -63,16 +67,16 @@ def test_isoformat_is_utc_with_z():
 class FlakyClient:
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.posts: list[tuple[str, dict]] = []
+        self.posts: list[tuple[str, dict[str, Any]]] = []
 
-    async def post_json(self, url: str, payload: dict) -> None:
+    async def post_json(self, url: str, payload: dict[str, Any]) -> None:
         if self.failures:
             self.failures -= 1
             raise HubUnavailable("hub restarting")
         self.posts.append((url, payload))
 
 
-def reporter(client, clock) -> ActivityReporter:
+def reporter(client: Any, clock: Callable[[], datetime]) -> ActivityReporter:
     return ActivityReporter(
         client,
         activity_url="http://hub/api/users/alice/activity",
@@ -83,7 +87,7 @@ def reporter(client, clock) -> ActivityReporter:
     )
 
 
-async def test_reports_only_new_activity_and_retries(monkeypatch):
+async def test_reports_only_new_activity_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -106,7 +110,7 @@ async def test_reports_only_new_activity_and_retries(monkeypatch):
     assert await rep.report_once() is True and len(client.posts) == 2
 
 
-async def test_gives_up_after_the_retry_budget():
+async def test_gives_up_after_the_retry_budget() -> None:
     rep = reporter(FlakyClient(failures=100), recorded)
     rep.retry_budget = 0.5
     with pytest.raises(HubUnavailable):

@@ -5,34 +5,36 @@ from __future__ import annotations
 import time
 
 import pytest
+from fakehub import FakeHub
 
 from amalthea.singleuser.hubclient import HubClient, HubUnavailable, OAuthExchangeError, check_in
 from amalthea.singleuser.identity import IdentityCache
 
 
 @pytest.fixture
-def client(fake_hub):
+def client(fake_hub: FakeHub) -> HubClient:
     fake_hub.state.tokens["good"] = {"name": "alice", "scopes": []}
     return HubClient(f"{fake_hub.url}/hub/api/", fake_hub.state.server_token, timeout=5)
 
 
-def test_check_in_reads_the_version(fake_hub):
+def test_check_in_reads_the_version(fake_hub: FakeHub) -> None:
     assert check_in(f"{fake_hub.url}/hub/api", delays=()) == "6.1.1"
 
 
-def test_check_in_gives_up_with_a_useful_message():
+def test_check_in_gives_up_with_a_useful_message() -> None:
     started = time.monotonic()
     with pytest.raises(HubUnavailable, match=r"JUPYTERHUB_API_URL.*2 attempts"):
         check_in("http://127.0.0.1:9/hub/api", delays=(0.05,))
     assert time.monotonic() - started < 5
 
 
-async def test_identify(client):
-    assert (await client.identify("good"))["name"] == "alice"
+async def test_identify(client: HubClient) -> None:
+    model = await client.identify("good")
+    assert model is not None and model["name"] == "alice"
     assert await client.identify("bad") is None  # 403 means "not authenticated"
 
 
-async def test_exchange_refused_and_unreachable(client):
+async def test_exchange_refused_and_unreachable(client: HubClient) -> None:
     with pytest.raises(OAuthExchangeError, match="invalid_grant"):
         await client.exchange_code(client_id="c", code="nope", redirect_uri="/r", code_verifier="v")
     down = HubClient("http://127.0.0.1:9/hub/api", "t", timeout=2)
@@ -40,13 +42,13 @@ async def test_exchange_refused_and_unreachable(client):
         await down.identify("good")
 
 
-async def test_owner_groups(client, fake_hub):
+async def test_owner_groups(client: HubClient, fake_hub: FakeHub) -> None:
     fake_hub.state.groups["alice"] = ["lab", "gpu"]
     assert await client.user_groups("alice") == ["lab", "gpu"]
     assert await HubClient(client.api_url, "wrong").user_groups("alice") == []
 
 
-def test_identity_cache_expires_and_forgets():
+def test_identity_cache_expires_and_forgets() -> None:
     cache = IdentityCache(ttl=60)
     key = cache.key("session", "secret-token")
     assert "secret-token" not in repr(key)

@@ -20,7 +20,7 @@ BASE = {
 }
 
 
-def test_reads_the_contract():
+def test_reads_the_contract() -> None:
     env = read_hub_environment(BASE)
     assert (env.ip, env.port) == ("127.0.0.1", 0)
     assert env.api_url == "http://127.0.0.1:8081/hub/api"
@@ -34,7 +34,7 @@ def test_reads_the_contract():
     assert (env.cookie_name, env.cookie_path) == ("jupyterhub-user-alice-gpu", "/user/alice/gpu/")
 
 
-def test_optional_values_and_fallbacks():
+def test_optional_values_and_fallbacks() -> None:
     env = read_hub_environment(
         {
             **BASE,
@@ -62,7 +62,7 @@ def test_optional_values_and_fallbacks():
     assert env.debug and not read_hub_environment(BASE).debug
 
 
-def test_missing_variables_are_all_named():
+def test_missing_variables_are_all_named() -> None:
     env = {
         k: v for k, v in BASE.items() if k not in {"JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_CLIENT_ID"}
     }
@@ -81,12 +81,12 @@ def test_missing_variables_are_all_named():
         ("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:99999/", "bad port"),
     ],
 )
-def test_malformed_values(key, value, message):
+def test_malformed_values(key: str, value: str, message: str) -> None:
     with pytest.raises(HubEnvironmentError, match=message):
         read_hub_environment({**BASE, key: value})
 
 
-def test_unix_socket_service_url():
+def test_unix_socket_service_url() -> None:
     env = read_hub_environment(
         {**BASE, "JUPYTERHUB_SERVICE_URL": "http+unix://%2Ftmp%2Fsu.sock/user/alice/gpu/"}
     )

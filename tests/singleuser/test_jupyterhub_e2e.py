@@ -8,7 +8,6 @@ and activity arriving in the hub's database.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
@@ -17,9 +16,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from conftest import page_config
 from jupyterhub_install import ensure_jupyterhub
 from kernelclient import run_code
 
@@ -74,10 +75,10 @@ class Hub:
             timeout=60,
         )
 
-    def wait_ready(self, name: str, server_name: str = "", timeout: float = 150) -> dict:
+    def wait_ready(self, name: str, server_name: str = "", timeout: float = 150) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            model = self.api.get(f"/users/{name}").json()
+            model: dict[str, Any] = self.api.get(f"/users/{name}").json()
             server = model.get("servers", {}).get(server_name)
             if server and server.get("ready"):
                 return model
@@ -165,7 +166,7 @@ def follow(client: httpx.Client, path: str, limit: int = 10) -> tuple[httpx.Resp
     return r, hops
 
 
-def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
+def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub) -> None:
     r = hub.api.post("/users/alice/server")
     assert r.status_code in (201, 202), r.text
     hub.wait_ready("alice")
@@ -179,7 +180,7 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
     assert hops[2].startswith("/user/alice/oauth_callback?code=")
     assert hops[3] == "/user/alice/lab"
     assert r.headers["x-jupyterhub-version"] == "6.1.1"
-    config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
+    config = page_config(r.text)
     assert (config["hubUser"], config["hubPrefix"], config["hubServerName"]) == (
         "alice",
         "/hub/",
@@ -193,6 +194,7 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
 
     # cookie + XSRF, as JupyterLab does it
     xsrf = alice.cookies.get("_xsrf", path="/user/alice/")
+    assert xsrf, "jupyter_server sets _xsrf on its pages"
     r = alice.post("/user/alice/api/kernels", json={}, headers={"X-XSRFToken": xsrf})
     assert r.status_code == 201, r.text
     kernel = r.json()["id"]
@@ -226,7 +228,7 @@ def test_lab_kernel_and_activity_under_real_jupyterhub(hub: Hub):
     assert r.status_code == 302 and r.headers["location"] == "/hub/logout"
 
 
-def test_other_user_is_refused(hub: Hub):
+def test_other_user_is_refused(hub: Hub) -> None:
     if not hub.api.get("/users/alice").json()["servers"].get(""):
         hub.api.post("/users/alice/server")
         hub.wait_ready("alice")
@@ -246,7 +248,7 @@ def test_other_user_is_refused(hub: Hub):
     assert r.status_code == 403
 
 
-def test_named_server(hub: Hub):
+def test_named_server(hub: Hub) -> None:
     r = hub.api.post("/users/alice/servers/gpu")
     assert r.status_code in (201, 202), r.text
     hub.wait_ready("alice", "gpu")
@@ -256,21 +258,19 @@ def test_named_server(hub: Hub):
     assert "client_id=jupyterhub-user-alice-gpu" in hops[1]
     assert hops[2].startswith("/user/alice/gpu/oauth_callback?code=")
     assert any(c.name == "jupyterhub-user-alice-gpu" for c in alice.cookies.jar)
-    config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', r.text, re.S)[1])
+    config = page_config(r.text)
     assert config["hubServerName"] == "gpu"
-    # the default server's cookie does not open the named server, and vice versa
-    r = httpx.get(
-        f"{hub.url}/user/alice/api/status",
-        cookies={
-            c.name: c.value for c in alice.cookies.jar if c.name == "jupyterhub-user-alice-gpu"
-        },
-    )
+    # each server has its own cookie: the named server's does not open the default server
+    gpu_cookie = {
+        c.name: c.value or "" for c in alice.cookies.jar if c.name == "jupyterhub-user-alice-gpu"
+    }
+    r = httpx.get(f"{hub.url}/user/alice/api/status", cookies=gpu_cookie)
     assert r.status_code == 403
     assert hub.api.delete("/users/alice/servers/gpu").status_code in (202, 204)
 
 
 @pytest.mark.browser
-def test_jupyterlab_hub_menu_in_chromium(hub: Hub, tmp_path: Path):
+def test_jupyterlab_hub_menu_in_chromium(hub: Hub, tmp_path: Path) -> None:
     """JupyterLab loads through the hub and its File menu has working hub entries."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,14 +16,14 @@ from amalthea.singleuser.oauth import (
 )
 
 
-def test_pkce_s256_matches_rfc7636_appendix_b():
+def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
     assert code_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
     assert code_challenge(verifier) == expected.decode()
 
 
-def test_state_roundtrip_is_single_use():
+def test_state_roundtrip_is_single_use() -> None:
     store = StateStore()
     state, login = store.begin("/user/alice/lab")
     assert store.peek(state) is login
@@ -41,7 +42,7 @@ def test_state_roundtrip_is_single_use():
         ("forged", "forged", 403),  # not a login started here
     ],
 )
-def test_bad_states(state, cookie, status):
+def test_bad_states(state: str | None, cookie: str | None, status: int) -> None:
     store = StateStore()
     store.begin("/x/")
     with pytest.raises(OAuthStateError) as exc:
@@ -49,7 +50,7 @@ def test_bad_states(state, cookie, status):
     assert exc.value.status == status
 
 
-def test_state_cookie_must_match_and_be_present():
+def test_state_cookie_must_match_and_be_present() -> None:
     store = StateStore()
     state, _ = store.begin("/p/")
     other, _ = store.begin("/p/")
@@ -62,7 +63,7 @@ def test_state_cookie_must_match_and_be_present():
     assert store.finish(state, state).next_url == "/p/"  # still usable after failures
 
 
-def test_states_expire_and_are_bounded():
+def test_states_expire_and_are_bounded() -> None:
     store = StateStore(ttl=0.0)
     state, _ = store.begin("/p/")
     with pytest.raises(OAuthStateError):
@@ -74,7 +75,7 @@ def test_states_expire_and_are_bounded():
         small.peek(states[0])
 
 
-def test_authorize_url():
+def test_authorize_url() -> None:
     url = authorize_url(
         hub_host="",
         hub_prefix="/hub/",
@@ -107,5 +108,5 @@ def test_authorize_url():
         ("/\\evil.example", "/user/alice/"),
     ],
 )
-def test_safe_next_url(candidate, expected):
+def test_safe_next_url(candidate: str | None, expected: Any) -> None:
     assert safe_next_url(candidate, "/user/alice/") == expected

@@ -1,5 +1,7 @@
 """Scope-filter-aware access checks (amalthea.singleuser.scopes)."""
 
+from typing import Any
+
 import pytest
 
 from amalthea.singleuser.scopes import Scope, access_granted, needs_owner_groups
@@ -28,11 +30,13 @@ REQUIRED_NAMED = ["access:servers!server=alice/gpu", "access:servers!user=alice"
         (["admin:servers"], REQUIRED, [], False),  # admin of servers is not access
     ],
 )
-def test_access_granted(held, required, groups, expected):
+def test_access_granted(
+    held: list[str], required: list[str], groups: list[str], expected: Any
+) -> None:
     assert access_granted(held, required, groups) is expected
 
 
-def test_parse_and_group_detection():
+def test_parse_and_group_detection() -> None:
     assert Scope.parse("access:servers!server=a/b") == Scope("access:servers", "server", "a/b")
     assert Scope.parse("read:users") == Scope("read:users")
     assert needs_owner_groups(["x", "access:servers!group=g"])

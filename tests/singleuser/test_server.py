@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
-from conftest import SINGLEUSER, singleuser_env
+from conftest import SINGLEUSER, RunningServer, page_config, singleuser_env
+from fakehub import FakeHub
 from kernelclient import run_code
 
 ALICE = {
@@ -40,14 +42,20 @@ CAROL = {
 
 
 @pytest.fixture(scope="module")
-def tokens(fake_hub):
+def tokens(fake_hub: FakeHub) -> dict[str, dict[str, Any]]:
     mapping = {"alice-token": ALICE, "bob-token": BOB, "admin-token": ADMIN, "carol-token": CAROL}
     fake_hub.state.tokens.update(mapping)
     fake_hub.state.groups["alice"] = ["lab"]
     return mapping
 
 
-def hub_login(fake_hub, server, client: httpx.Client, user=ALICE, path="lab") -> httpx.Response:
+def hub_login(
+    fake_hub: FakeHub,
+    server: RunningServer,
+    client: httpx.Client,
+    user: dict[str, Any] = ALICE,
+    path: str = "lab",
+) -> httpx.Response:
     """Walk a browser through the OAuth dance; returns the final response."""
     fake_hub.state.browser_user = user
     r = client.get(server.url + path)
@@ -59,7 +67,7 @@ def hub_login(fake_hub, server, client: httpx.Client, user=ALICE, path="lab") ->
     return client.get(f"http://127.0.0.1:{server.port}{r.headers['location']}")
 
 
-def test_missing_environment_is_a_clear_error(tmp_path):
+def test_missing_environment_is_a_clear_error(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JUPYTERHUB_USER": "alice"}
     proc = subprocess.run([SINGLEUSER], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
@@ -67,7 +75,7 @@ def test_missing_environment_is_a_clear_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
+def test_unreachable_hub_stops_startup(fake_hub: FakeHub, tmp_path: Path) -> None:
     env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api")
     proc = subprocess.run(
         [
@@ -87,7 +95,7 @@ def test_unreachable_hub_stops_startup(fake_hub, tmp_path):
     assert "JUPYTERHUB_API_URL" in proc.stderr
 
 
-def test_listens_on_a_unix_socket(fake_hub, tmp_path):
+def test_listens_on_a_unix_socket(fake_hub: FakeHub, tmp_path: Path) -> None:
     sock = tmp_path / "alice.sock"
     url = f"http+unix://{quote(str(sock), safe='')}/user/alice/"
     env = singleuser_env(fake_hub, tmp_path, JUPYTERHUB_SERVICE_URL=url)
@@ -116,7 +124,7 @@ def test_listens_on_a_unix_socket(fake_hub, tmp_path):
         proc.wait(15)
 
 
-def test_reports_location_and_headers(fake_hub, alice_server):
+def test_reports_location_and_headers(fake_hub: FakeHub, alice_server: RunningServer) -> None:
     report = fake_hub.state.reports[0]
     assert report == {"ip": "127.0.0.1", "port": alice_server.port} and alice_server.port > 0
     r = httpx.get(alice_server.url + "api/status")
@@ -126,7 +134,9 @@ def test_reports_location_and_headers(fake_hub, alice_server):
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
 
-def test_browser_is_sent_to_hub_oauth_with_pkce(fake_hub, alice_server):
+def test_browser_is_sent_to_hub_oauth_with_pkce(
+    fake_hub: FakeHub, alice_server: RunningServer
+) -> None:
     with httpx.Client() as client:
         r = client.get(alice_server.url + "tree?x=1")
         assert r.status_code == 302
@@ -145,7 +155,9 @@ def test_browser_is_sent_to_hub_oauth_with_pkce(fake_hub, alice_server):
     assert "HttpOnly" in cookie and "Path=/user/alice/" in cookie and "Max-Age=600" in cookie
 
 
-def test_oauth_login_sets_cookie_and_serves_lab(fake_hub, alice_server, tokens):
+def test_oauth_login_sets_cookie_and_serves_lab(
+    fake_hub: FakeHub, alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     with httpx.Client() as client:
         r = hub_login(fake_hub, alice_server, client)
         assert r.status_code == 302 and r.headers["location"] == "/user/alice/lab"
@@ -158,13 +170,7 @@ def test_oauth_login_sets_cookie_and_serves_lab(fake_hub, alice_server, tokens):
         assert form["client_secret"] == fake_hub.state.server_token
         r = client.get(alice_server.url + "lab")
         assert r.status_code == 200
-        config = json.loads(
-            re.search(
-                r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
-                r.text,
-                re.S,
-            ).group(1)
-        )
+        config = page_config(r.text)
         assert config["hubPrefix"] == "/hub/" and config["hubUser"] == "alice"
         assert config["hubServerUser"] == "alice" and config["hubServerName"] == ""
         assert config["shareUrl"] == "/hub/user-redirect" and config["hubHost"] == ""
@@ -178,7 +184,9 @@ def test_oauth_login_sets_cookie_and_serves_lab(fake_hub, alice_server, tokens):
         assert 'jupyterhub-user-alice=""' in r.headers["set-cookie"]
 
 
-def test_forbidden_user_cannot_log_in(fake_hub, alice_server, tokens):
+def test_forbidden_user_cannot_log_in(
+    fake_hub: FakeHub, alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     with httpx.Client() as client:
         r = hub_login(fake_hub, alice_server, client, user=BOB)
     assert r.status_code == 403 and "user bob is not allowed" in r.text
@@ -194,12 +202,16 @@ def test_forbidden_user_cannot_log_in(fake_hub, alice_server, tokens):
         ("", 400),
     ],
 )
-def test_bad_callbacks_are_client_errors(alice_server, query, status):
+def test_bad_callbacks_are_client_errors(
+    alice_server: RunningServer, query: str, status: int
+) -> None:
     r = httpx.get(alice_server.url + "oauth_callback?" + query)
     assert r.status_code == status
 
 
-def test_callback_checks_the_state_cookie_and_the_code(fake_hub, alice_server, tokens):
+def test_callback_checks_the_state_cookie_and_the_code(
+    fake_hub: FakeHub, alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     fake_hub.state.browser_user = ALICE
     with httpx.Client() as browser, httpx.Client() as attacker:
         r = browser.get(alice_server.url + "login")
@@ -225,14 +237,18 @@ def test_callback_checks_the_state_cookie_and_the_code(fake_hub, alice_server, t
         ("token nonsense", 403),
     ],
 )
-def test_token_auth(alice_server, tokens, header, status):
+def test_token_auth(
+    alice_server: RunningServer, tokens: dict[str, dict[str, Any]], header: str, status: int
+) -> None:
     r = httpx.get(alice_server.url + "api/status", headers={"Authorization": header})
     assert r.status_code == status
     if status == 403 and "bob" in header:
         assert "user bob is not allowed" in r.text
 
 
-def test_default_url_and_root_dir_come_from_the_hub(alice_server, tokens):
+def test_default_url_and_root_dir_come_from_the_hub(
+    alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     auth = {"Authorization": "token alice-token"}
     r = httpx.get(alice_server.url, headers=auth)
     assert r.status_code == 302 and r.headers["location"].rstrip("?") == "/user/alice/tree"
@@ -243,11 +259,15 @@ def test_default_url_and_root_dir_come_from_the_hub(alice_server, tokens):
     assert names == ["marker.txt"]
 
 
-def test_url_token_only_for_websockets(alice_server, tokens):
+def test_url_token_only_for_websockets(
+    alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     assert httpx.get(alice_server.url + "api/status?token=alice-token").status_code == 403
 
 
-def test_activity_and_busy_kernel(fake_hub, alice_server, tokens):
+def test_activity_and_busy_kernel(
+    fake_hub: FakeHub, alice_server: RunningServer, tokens: dict[str, dict[str, Any]]
+) -> None:
     auth = {"Authorization": "token alice-token"}
     r = httpx.post(alice_server.url + "api/kernels", headers=auth, json={}, timeout=30)
     assert r.status_code == 201
@@ -280,7 +300,7 @@ def test_activity_and_busy_kernel(fake_hub, alice_server, tokens):
     httpx.delete(alice_server.url + f"api/kernels/{kernel}", headers=auth)
 
 
-def test_activity_stops_when_idle(fake_hub, alice_server):
+def test_activity_stops_when_idle(fake_hub: FakeHub, alice_server: RunningServer) -> None:
     time.sleep(2.5)
     count = len(fake_hub.state.activity)
     time.sleep(2.5)
