@@ -81,6 +81,6 @@ def render_metrics(stats: Stats, gauges: Callable[[], dict[str, float]]) -> byte
     from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
     registry = CollectorRegistry()
-    registry.register(_Collector(stats, gauges))  # type: ignore[arg-type]
+    registry.register(_Collector(stats, gauges))
     ProcessCollector(registry=registry)
     return generate_latest(registry)

@@ -165,7 +165,7 @@ class RouteTable:
         route = self._by_prefix.pop(prefix, None)
         if route is None:
             return None
-        path = [(None, self._root)]
+        path: list[tuple[str, _Node]] = [("", self._root)]
         node = self._root
         for seg in prefix.split("/"):
             if seg:
@@ -176,7 +176,7 @@ class RouteTable:
         for i in range(len(path) - 1, 0, -1):
             seg, node = path[i]
             if node.route is None and not node.children:
-                del path[i - 1][1].children[seg]  # type: ignore[arg-type]
+                del path[i - 1][1].children[seg]
             else:
                 break
         for listener in self.listeners:

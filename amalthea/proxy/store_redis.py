@@ -53,8 +53,10 @@ class RedisStore:
     # -- RouteStore --------------------------------------------------------------------
     def load(self) -> list[StoreRecord]:
         try:
-            routes = self._r.hgetall(self.routes_key)
-            activity = dict(self._r.zrange(self.activity_key, 0, -1, withscores=True))
+            routes: dict[bytes, bytes] = self._r.hgetall(self.routes_key)  # type: ignore[assignment]
+            scores: list[tuple[bytes, float]] = self._r.zrange(  # type: ignore[assignment]
+                self.activity_key, 0, -1, withscores=True)
+            activity = dict(scores)
         except Exception as e:  # redis raises its own ConnectionError hierarchy
             raise ValueError(f"cannot read routes from {self.url}: {e}") from e
         out = []
