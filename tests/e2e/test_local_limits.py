@@ -20,7 +20,7 @@ import pytest
 
 from amalthea.spawners.naming import safe_name
 from amalthea.testing.engines.unix_users import create_user, remove_user
-from amalthea.testing.session import run_code
+from amalthea.testing.session import HubSession, run_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine("cgroups")]
 
@@ -159,3 +159,28 @@ def test_memory_limit_kills_the_kernel_not_the_server(unix_user, amalthea_hub_fa
         raise
     finally:
         api.close()
+
+
+def test_server_killed_at_its_limit_is_explained(unix_user, amalthea_hub_factory):
+    """A limit too small for the server itself: the spawn fails and says it was the limit."""
+    hub = amalthea_hub_factory(
+        spawner="local",
+        config="""
+        c.Spawner.cmd = ["/usr/bin/python3", "-c", "print('allocating', flush=True); x = b'x' * (200 * 2**20)"]
+        c.Spawner.mem_limit = "60M"
+        """,
+    )
+    name = unix_user.name
+    with httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=60) as api:
+        assert api.post(f"/users/{name}").status_code in (201, 409)
+        r = api.post(f"/users/{name}/server")
+        assert r.status_code == 500, r.text
+        reason = "The server was killed for using more than its memory limit (60M)."
+        assert r.json()["message"] == f"Spawn failed: {reason}"
+    with HubSession(hub.url) as s:
+        s.login(name)
+        failed = s.progress()[-1]
+        assert failed["message"] == f"Spawn failed: {reason}"
+        assert "allocating" in failed["log_tail"]
+    group = memory_root() / "amalthea" / safe_name(name)  # type: ignore[operator]
+    assert not group.exists()
