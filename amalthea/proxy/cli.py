@@ -38,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
             conv = int if f.type in ("int", int) else str
             p.add_argument(flag, type=conv, default=default,
                            help=f"{f.metadata['help']} (default: {default!r})")
-    # CHP flags we accept for compatibility but which change nothing here.
-    p.add_argument("--no-x-forward", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--pid-file", default="", help="Write the process id to this file")
     return p
 

@@ -47,6 +47,21 @@ async def test_most_specific_route_wins(api, web, upstream) -> None:
         await other.close()
 
 
+async def test_host_routing(proxy_config, upstream) -> None:
+    proxy_config.host_routing = True
+    server = ProxyServer(proxy_config)
+    await server.startup()
+    try:
+        server.ctx.table.add("/alice.example.org", {"target": upstream.url})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+            r = await c.get("/lab/tree", headers={"Host": "Alice.Example.org:8443"})
+            assert r.status_code == 200 and r.json()["uri"] == "/lab/tree"
+            r = await c.get("/lab/tree", headers={"Host": "bob.example.org"})
+            assert r.status_code == 404
+    finally:
+        await server.shutdown()
+
+
 async def test_target_path_is_prepended(api, web, upstream) -> None:
     await add(api, "/svc", upstream.url + "/base/")
     assert (await web.get("/svc/a")).json()["uri"] == "/base/svc/a"
