@@ -59,6 +59,16 @@ class SudoSpawner(Spawner):
         return f"server-{self.context.server_name}" if self.context.server_name else "server"
 
     async def start(self) -> ServerAddress:
+        unenforced = [n for n in ("mem_limit", "cpu_limit") if getattr(self, n) is not None]
+        unenforced += ["pids_limit"] if self.pids_limit else []
+        if unenforced:
+            # an unprivileged hub cannot make cgroups: refuse rather than run unlimited
+            raise SpawnError(
+                f"The sudo spawner cannot enforce {', '.join(unenforced)} (the hub is not root "
+                "and makes no cgroups). Unset them, or use the systemd or local spawner, which "
+                "enforce them (docs/spawners/limits.md).",
+                layer="spawner",
+            )
         port = self.port or _free_port(self.ip)
         env = self.build_env()
         prefix = self.context.url_prefix

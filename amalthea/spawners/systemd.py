@@ -194,7 +194,8 @@ class SystemdSpawner(Spawner):
     def _limit_properties(self) -> list[str]:
         props = []
         if self.mem_limit_bytes is not None:
-            props.append(f"MemoryMax={self.mem_limit_bytes}")
+            # no swap on top, as with docker and local cgroups (applied where cgroup v2 runs)
+            props += [f"MemoryMax={self.mem_limit_bytes}", "MemorySwapMax=0"]
         if self.cpu_limit_cores is not None:
             props.append(f"CPUQuota={round(self.cpu_limit_cores * 100)}%")
         if self.pids_limit:

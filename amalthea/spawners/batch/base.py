@@ -172,6 +172,13 @@ class BatchSpawner(Spawner):
             self._events_changed.set()
 
     async def _start(self) -> ServerAddress:
+        if self.pids_limit:
+            raise SpawnError(
+                f"{type(self).__name__} cannot enforce pids_limit: batch systems have no "
+                "per-job process limit to request. Unset it for this spawner "
+                "(docs/spawners/limits.md).",
+                layer="spawner",
+            )
         self.token = secrets.token_hex(8)
         values = self._template_values()
         script = self._render_script(values)
