@@ -201,6 +201,12 @@ class AmaltheaProxy(CHPProxy):
     command = List(
         Unicode(), help="Proxy command; default: amalthea-proxy next to this Python."
     ).tag(config=True)
+    route_store = Unicode(
+        "",
+        help="Where the proxy persists its routes so a restarted proxy keeps serving every "
+        "running server: 'sqlite:PATH', 'file:PATH', 'redis://...' or 'memory'. "
+        "Default: sqlite:<data_dir>/amalthea-proxy-routes.sqlite.",
+    ).tag(config=True)
     _name = "amalthea-proxy"
 
     def build_command(self) -> list[str]:
@@ -208,7 +214,8 @@ class AmaltheaProxy(CHPProxy):
             exe = Path(sys.executable).with_name("amalthea-proxy")
             self.command = [str(exe)] if exe.exists() else [shutil.which("amalthea-proxy") or
                                                               "amalthea-proxy"]  # fmt: skip
-        return super().build_command()
+        store = self.route_store or f"sqlite:{self.data_dir / 'amalthea-proxy-routes.sqlite'}"
+        return [*super().build_command(), "--store", store]
 
 
 def _launch(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
