@@ -139,3 +139,9 @@ def test_form_choice_reaches_the_spawner(hub):
         r = alice.client.get("/hub/spawn")
         assert 'value="gpu" checked' in r.text
         assert '<option value="/tree" selected>' in r.text
+        # no options = the last choice, checked again: a withdrawn entitlement is not kept
+        r = httpx.request("DELETE", f"{hub.api_url}/groups/ml-team/users",
+                          headers=hub.admin_headers, json={"users": ["alice"]})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = alice.api("POST", "/users/alice/server")
+        assert (r.status_code, r.json()["message"]) == (400, REFUSED)

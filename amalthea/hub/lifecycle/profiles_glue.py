@@ -96,7 +96,8 @@ class ProfileGlue:
                     )
                 trait = traits.get(self._aliases.get(key, key))
                 if has_value and trait is not None:
-                    probe = self.spawner_class.__new__(self.spawner_class)  # no __init__ run
+                    cls: Any = self.spawner_class
+                    probe = cls.__new__(cls)  # trait storage without running __init__
                     try:
                         trait._validate(probe, value)
                     except TraitError as e:
