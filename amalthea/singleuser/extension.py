@@ -7,7 +7,8 @@ Lifecycle (jupyter_server's phases):
   config files and the command line, so the hub's port, prefix and auth always win — a
   stray ``c.ServerApp.port`` in a user's config would otherwise make the server unreachable.
 - initialize: check in with the hub (blocking, with backoff; exit if it never answers), add
-  the version/CSP headers and JupyterLab's hub page config.
+  the version/CSP headers and JupyterLab's hub page config, and set TCP_NODELAY on kernel
+  websockets (see nodelay.py: about 40 ms of every kernel round trip otherwise).
 - start: run the activity reporter and, if asked, tell the hub where we listen.
 - stop: cancel those tasks.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Float, Integer
+from traitlets import Bool, Float, Integer
 
 from amalthea import JUPYTERHUB_COMPAT_VERSION
 
@@ -29,6 +30,7 @@ from .activity import ActivityReporter, server_last_activity
 from .hubclient import HubError, HubUnavailable, check_in
 from .hubenv import HubEnvironment, read_hub_environment
 from .identity import HubAuthorizer, HubContext, HubIdentityProvider
+from .nodelay import enable_kernel_nodelay
 
 __all__ = ["HubExtension"]
 
@@ -84,6 +86,11 @@ class HubExtension(ExtensionApp):
     hub_connect_max_delay = Float(
         16.0, help="Longest wait between startup attempts; waits double from 2 s up to this."
     ).tag(config=True)
+    kernel_tcp_nodelay = Bool(
+        True,
+        help="Set TCP_NODELAY on kernel websockets. Off, Nagle's algorithm and delayed ACKs "
+        "add about 40 ms to every execution's round trip; turn off only to measure that.",
+    ).tag(config=True)
 
     @property
     def hub_connect_delays(self) -> list[float]:
@@ -128,6 +135,8 @@ class HubExtension(ExtensionApp):
         headers["X-JupyterHub-Version"] = JUPYTERHUB_COMPAT_VERSION
         headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         settings["page_config_hook"] = self._page_config_hook(env, settings.get("page_config_hook"))
+        if self.kernel_tcp_nodelay and not enable_kernel_nodelay(settings):
+            self.log.warning("No kernel_websocket_connection_class; kernel websockets keep Nagle on")
 
     def _check_in(self, env: HubEnvironment) -> None:
         try:
