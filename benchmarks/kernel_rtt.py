@@ -49,8 +49,13 @@ from fakehub import FakeHub
 BIN = Path(sys.executable).parent
 TOKEN = "benchmark-token"
 # alice runs the fixed server, nagle the one with the fix turned off; the token reaches both.
-USER = {"name": "alice", "kind": "user", "groups": [], "admin": False,
-        "scopes": ["access:servers!server=alice/", "access:servers!server=nagle/"]}
+USER = {
+    "name": "alice",
+    "kind": "user",
+    "groups": [],
+    "admin": False,
+    "scopes": ["access:servers!server=alice/", "access:servers!server=nagle/"],
+}
 
 # One execution: total seconds, and {msg_type: seconds after send} for --trace.
 Sample = tuple[float, dict[str, float]]
@@ -64,15 +69,18 @@ def free_port() -> int:
         return port
 
 
-STARTUP_TIMEOUT = 300  # s; jupyter_server takes ~10 s to start on a quiet machine, minutes on a busy one
+STARTUP_TIMEOUT = (
+    300  # s; jupyter_server takes ~10 s to start on a quiet machine, minutes on a busy one
+)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, headers: dict[str, str]
-              ) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, headers: dict[str, str]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             if httpx.get(url, headers=headers, timeout=2).status_code == 200:
                 return
@@ -99,20 +107,40 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 def jupyter_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JUPYTER_"))}
-    env.update(HOME=str(home), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"))
+    env.update(
+        HOME=str(home),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+    )
     return env
 
 
 # --- the measurement --------------------------------------------------------------------------
 
+
 def execute_request(session: str) -> dict[str, Any]:
     return {
-        "header": {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "username": "bench",
-                   "session": session, "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": "1+1", "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "username": "bench",
+            "session": session,
+            "version": "5.3",
+            "date": "",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "buffers": [],
+        "content": {
+            "code": "1+1",
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
     }
 
 
@@ -145,7 +173,9 @@ def kernel_ws(base: str, headers: dict[str, str]) -> Iterator[Runner]:
     r = httpx.post(base + "api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
     r.raise_for_status()
     kid = r.json()["id"]
-    url = base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels?session_id={uuid.uuid4().hex}"
+    url = (
+        base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels?session_id={uuid.uuid4().hex}"
+    )
     try:
         with connect(url, additional_headers=headers, open_timeout=60, max_size=None) as ws:
             yield ws_runner(ws)
@@ -154,6 +184,7 @@ def kernel_ws(base: str, headers: dict[str, str]) -> Iterator[Runner]:
 
 
 # --- targets ----------------------------------------------------------------------------------
+
 
 @contextmanager
 def direct_client() -> Iterator[Runner]:
@@ -195,8 +226,14 @@ class Server:
         return self.base
 
 
-def launch(stack: ExitStack, args: list[str], env: dict[str, str], log: Path, base: str,
-           status: str = "api/status") -> Server:
+def launch(
+    stack: ExitStack,
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    base: str,
+    status: str = "api/status",
+) -> Server:
     proc = stack.enter_context(process(args, env, log))
     return Server(proc, log, base, base + status)
 
@@ -205,8 +242,14 @@ def bare_server(stack: ExitStack, tmp: Path) -> Server:
     home = tmp / "bare"
     home.mkdir()
     port = free_port()
-    args = [str(BIN / "jupyter-server"), "--no-browser", "--allow-root", f"--port={port}",
-            "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}"]
+    args = [
+        str(BIN / "jupyter-server"),
+        "--no-browser",
+        "--allow-root",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+    ]
     return launch(stack, args, jupyter_env(home), home / "server.log", f"http://127.0.0.1:{port}/")
 
 
@@ -217,34 +260,51 @@ def singleuser(stack: ExitStack, tmp: Path, hub: FakeHub, user: str, nodelay: bo
     port = free_port()
     prefix = f"/user/{user}/"
     env = jupyter_env(home)
-    env.update({
-        "JUPYTERHUB_API_TOKEN": hub.state.server_token,
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-        "JUPYTERHUB_API_URL": f"{hub.url}/hub/api",
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVER_NAME": "",
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
-        "JUPYTERHUB_SERVICE_PREFIX": prefix,
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
-        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:servers!server={user}/"]),
-        "JUPYTERHUB_ACTIVITY_URL": f"{hub.url}/hub/api/users/{user}/activity",
-        "JUPYTERHUB_ACTIVITY_INTERVAL": "3600",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_HOST": "",
-    })
-    args = [str(BIN / "amalthea-singleuser"), "--allow-root",
-            f"--HubExtension.kernel_tcp_nodelay={nodelay}"]
+    env.update(
+        {
+            "JUPYTERHUB_API_TOKEN": hub.state.server_token,
+            "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+            "JUPYTERHUB_API_URL": f"{hub.url}/hub/api",
+            "JUPYTERHUB_USER": user,
+            "JUPYTERHUB_SERVER_NAME": "",
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+            "JUPYTERHUB_SERVICE_PREFIX": prefix,
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:servers!server={user}/"]),
+            "JUPYTERHUB_ACTIVITY_URL": f"{hub.url}/hub/api/users/{user}/activity",
+            "JUPYTERHUB_ACTIVITY_INTERVAL": "3600",
+            "JUPYTERHUB_BASE_URL": "/",
+            "JUPYTERHUB_HOST": "",
+        }
+    )
+    args = [
+        str(BIN / "amalthea-singleuser"),
+        "--allow-root",
+        f"--HubExtension.kernel_tcp_nodelay={nodelay}",
+    ]
     return launch(stack, args, env, home / "server.log", f"http://127.0.0.1:{port}{prefix}")
 
 
 def proxy(stack: ExitStack, tmp: Path) -> tuple[Server, str]:
     """amalthea-proxy; the Server's base is its API URL, the str its public URL."""
     port, api_port = free_port(), free_port()
-    args = [sys.executable, "-m", "amalthea.proxy", "--ip", "127.0.0.1", "--port", str(port),
-            "--api-ip", "127.0.0.1", "--api-port", str(api_port)]
+    args = [
+        sys.executable,
+        "-m",
+        "amalthea.proxy",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-ip",
+        "127.0.0.1",
+        "--api-port",
+        str(api_port),
+    ]
     env = dict(os.environ, CONFIGPROXY_AUTH_TOKEN=TOKEN)
-    api = launch(stack, args, env, tmp / "proxy.log", f"http://127.0.0.1:{api_port}/",
-                 status="api/routes")
+    api = launch(
+        stack, args, env, tmp / "proxy.log", f"http://127.0.0.1:{api_port}/", status="api/routes"
+    )
     return api, f"http://127.0.0.1:{port}"
 
 
@@ -276,15 +336,18 @@ def open_targets(stack: ExitStack, tmp: Path, only: set[str]) -> dict[str, Runne
         api.ready()
         for suffix, server in singles.items():
             origin, path = server.ready().split("/user/")
-            r = httpx.post(f"{api.base}api/routes/user/{path}", headers=auth(),
-                           json={"target": origin})
+            r = httpx.post(
+                f"{api.base}api/routes/user/{path}", headers=auth(), json={"target": origin}
+            )
             r.raise_for_status()
             runners["proxy" + suffix] = stack.enter_context(
-                kernel_ws(f"{public}/user/{path}", auth()))
+                kernel_ws(f"{public}/user/{path}", auth())
+            )
     return runners
 
 
 # --- reporting --------------------------------------------------------------------------------
+
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
@@ -318,11 +381,16 @@ def main() -> None:
                         arrivals[name][kind].append(t * 1000)
                 p50s[name].append(pct(totals, 0.5))
                 p95s[name].append(pct(totals, 0.95))
-                print(f"run {run} {name:13} p50 {p50s[name][-1]:7.2f} ms  "
-                      f"p95 {p95s[name][-1]:7.2f} ms", flush=True)
+                print(
+                    f"run {run} {name:13} p50 {p50s[name][-1]:7.2f} ms  "
+                    f"p95 {p95s[name][-1]:7.2f} ms",
+                    flush=True,
+                )
     load = os.getloadavg()[0]
-    print(f"\n{opts.runs} runs x {opts.n} executions of 1+1; load average {load:.1f} "
-          f"on {os.cpu_count()} cores; median over runs")
+    print(
+        f"\n{opts.runs} runs x {opts.n} executions of 1+1; load average {load:.1f} "
+        f"on {os.cpu_count()} cores; median over runs"
+    )
     floor = statistics.median(p50s["client"]) if "client" in p50s else None
     print(f"{'target':13} {'p50 ms':>8} {'p95 ms':>8} {'p50/client':>11}")
     for name in runners:
@@ -332,8 +400,10 @@ def main() -> None:
     if opts.trace:
         print("\nmedian arrival after send (ms):")
         for name, kinds in arrivals.items():
-            row = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in
-                            sorted(kinds.items(), key=lambda kv: statistics.median(kv[1])))
+            row = ", ".join(
+                f"{k} {statistics.median(v):.1f}"
+                for k, v in sorted(kinds.items(), key=lambda kv: statistics.median(kv[1]))
+            )
             print(f"  {name:13} {row}")
 
 

@@ -135,8 +135,13 @@ class HubExtension(ExtensionApp):
         headers["X-JupyterHub-Version"] = JUPYTERHUB_COMPAT_VERSION
         headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         settings["page_config_hook"] = self._page_config_hook(env, settings.get("page_config_hook"))
-        if self.kernel_tcp_nodelay and not enable_kernel_nodelay(settings):
-            self.log.warning("No kernel_websocket_connection_class; kernel websockets keep Nagle on")
+        # self.settings, not web_app.settings: jupyter_server copies web_app.settings into
+        # self.settings before this method and writes the copy back after it, so replacing an
+        # existing key of web_app.settings here would silently be undone.
+        if self.kernel_tcp_nodelay and not enable_kernel_nodelay(self.settings):
+            self.log.warning(
+                "No kernel_websocket_connection_class; kernel websockets keep Nagle on"
+            )
 
     def _check_in(self, env: HubEnvironment) -> None:
         try:

@@ -80,14 +80,20 @@ class RunningServer:
             self.proc.wait(5)
 
 
-def start_singleuser(hub: FakeHub, env: dict[str, str], home: Path) -> RunningServer:
+def start_singleuser(
+    hub: FakeHub, env: dict[str, str], home: Path, extra_args: list[str] | None = None
+) -> RunningServer:
     """Start amalthea-singleuser on an ephemeral port; it reports the port to the fake hub."""
     home.mkdir(parents=True, exist_ok=True)
     log = home / "singleuser.log"
     seen = len(hub.state.reports)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SINGLEUSER, "--allow-root"], env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT
+            [SINGLEUSER, "--allow-root", *(extra_args or [])],
+            env=env,
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
     while len(hub.state.reports) <= seen:
