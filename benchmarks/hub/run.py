@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +36,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--only", choices=["amalthea", "jupyterhub"], help="Run one hub only.")
     ap.add_argument("--quick", action="store_true", help="Fewer users, shorter phases.")
     ap.add_argument("--duration", type=float, help="Seconds per load test (default 10; quick 3).")
+    ap.add_argument("--phases", help="Comma-separated subset of phases (start is always run).")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md",
                     help="Where the markdown table goes.")  # fmt: skip
     return ap.parse_args()
@@ -56,7 +60,28 @@ def main() -> None:
         # re-run inside the harness venv (aiohttp, websockets); installs are done by now
         os.environ["BENCH_HUB_PATHS"] = json.dumps({k: str(v) for k, v in paths.items()})
         os.execv(str(paths["harness"]), [str(paths["harness"]), __file__, *sys.argv[1:]])
-    asyncio.run(bench(args, paths))
+    with exclusive_run():
+        asyncio.run(bench(args, paths))
+
+
+@contextlib.contextmanager
+def exclusive_run() -> Iterator[None]:
+    """One run at a time: a second run would wipe this one's hub directories (and its load
+    would distort both runs' figures), so it waits for the first to finish."""
+    install.WORK.mkdir(parents=True, exist_ok=True)
+    with open(install.WORK / "run.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            print(f"another benchmark run (pid {lock.read().strip() or '?'}) is using "
+                  f"{install.WORK}; waiting for it to finish ...", flush=True)  # fmt: skip
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
 
 
 async def bench(args: argparse.Namespace, paths: dict[str, Path]) -> None:
@@ -79,7 +104,8 @@ async def bench(args: argparse.Namespace, paths: dict[str, Path]) -> None:
                                      paths["amalthea"].parent.parent))  # fmt: skip
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.monotonic()
-    runs = await scenario.run_all(targets, p)
+    only = set(args.phases.split(",")) | {"start"} if args.phases else None
+    runs = await scenario.run_all(targets, p, only)
     figs = {r.hub.name: r.fig for r in runs}
     spec = report.rows(p.users_small, p.users_big, p.spawn_sizes)
     lines = [

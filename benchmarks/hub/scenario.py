@@ -295,11 +295,13 @@ PHASES = [
 ]
 
 
-async def run_all(hubs: list[Hub], p: Params) -> list[Run]:
+async def run_all(hubs: list[Hub], p: Params, only: set[str] | None = None) -> list[Run]:
     http = client.session()
     runs = [Run(h, http, Api(http, h.url)) for h in hubs]
     try:
         for name, fn in PHASES:
+            if only is not None and name not in only:
+                continue
             for run in runs:
                 if not run.alive:
                     continue
