@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import Connection, delete, exists, func, or_, select
 from sqlalchemy.sql import Select
 
 from amalthea.hub import rbac
 from amalthea.hub.store import queries
 from amalthea.hub.store.models import Group, Server, User, user_group_map
+from amalthea.hub.store.reads import reader_for
 from amalthea.hub.web.api._support import RestHandler, bad, check_names
-from amalthea.hub.web.api.views import ACTIVE, UserView, load_users
+from amalthea.hub.web.api.views import ACTIVE, UserRow, UserView, load_users
 
 READ_USER_SCOPES = (
     "read:users", "read:users:name", "read:servers", "read:users:groups",
@@ -67,23 +68,31 @@ class UserListHandler(RestHandler):
             has = exists().where(Server.user_id == User.id, Server.state.in_(wanted))
             query = query.where(~has if state == "inactive" else has)
         col = SORTS[key]
-        order = col.desc().nulls_first() if sort.startswith("-") else col.asc().nulls_last()
-        async with self.hub.db.session() as s:
-            total = (await s.execute(select(func.count()).select_from(query.subquery()))).scalar()
-            ids = list((await s.execute(
-                query.order_by(order, User.id).offset(page.offset).limit(page.limit)
-            )).scalars())  # fmt: skip
-            view = UserView(held)
-            rows = await load_users(
-                s, ids, include_stopped=self.flag("include_stopped_servers"),
-                live=self.hub.servers,
-                want_groups=True, want_roles=view.read_roles is not None
-                or view.read_users is not None,
+        desc = sort.startswith("-")
+        if key == "last_activity":  # the only nullable key: NULLs last ascending, first descending
+            order = [col.desc().nulls_first() if desc else col.asc().nulls_last(), User.id]
+        else:
+            # plain ORDER BY on a unique indexed column lets SQLite walk the index instead of
+            # sorting every user per page (NULLS FIRST/LAST or a tie-breaker would defeat it)
+            order = [col.desc() if desc else col.asc()]
+        view = UserView(held)
+        urls, live = self.urls, self.hub.servers
+        include_stopped = self.flag("include_stopped_servers")
+        paged = query.order_by(*order).offset(page.offset).limit(page.limit)
+        counted = select(func.count()).select_from(query.subquery())
+
+        def read(conn: Connection) -> tuple[list[dict[str, Any]], int]:
+            # one worker-thread trip for the whole page (see store/reads.py)
+            total = conn.execute(counted).scalar() or 0
+            rows = load_users(
+                conn, paged, include_stopped, live,
+                want_roles=view.read_roles is not None or view.read_users is not None,
                 want_servers=view.read_servers is not None or view.read_users is not None,
             )  # fmt: skip
-        urls = self.urls
-        items = [view.model(urls, u) for u in rows]
-        self.write_page(items, page, int(total or 0), env)
+            return [view.model(urls, u) for u in rows], int(total)
+
+        items, total = await reader_for(self.hub).run(read)
+        self.write_page(items, page, total, env)
 
     async def post(self) -> None:
         who = await self.need_any(["admin:users"])
@@ -118,31 +127,34 @@ class UserListHandler(RestHandler):
         await self._answer_models(ids, 201)
 
     async def _answer_models(self, ids: list[int], status: int) -> None:
-        async with self.hub.db.session() as s:
-            rows = await load_users(s, ids, live=self.hub.servers)
+        live = self.hub.servers
+        rows = await reader_for(self.hub).run(lambda conn: load_users(conn, ids, live=live))
         view = UserView(self.held)
         self.write_json([view.model(self.urls, u) for u in rows], status)
 
 
 class UserHandler(RestHandler):
     async def _model(self, name: str, status: int = 200, auth_state: bool = False) -> None:
-        async with self.hub.db.session() as s:
-            uid = (await s.execute(select(User.id).where(User.name == name))).scalar()
-            if uid is None:
-                raise bad(f"No such user {name[:80]}", 404)
-            rows = await load_users(
-                s, [uid], include_stopped=self.flag("include_stopped_servers"),
-                live=self.hub.servers,
-            )  # fmt: skip
+        include_stopped, live = self.flag("include_stopped_servers"), self.hub.servers
+        with_state = auth_state or await self.can("admin:auth_state", user=name)
+
+        def read(conn: Connection) -> tuple[list[UserRow], bytes | None]:
+            found = conn.execute(
+                select(User.id, User.encrypted_auth_state).where(User.name == name)).first()  # fmt: skip
+            if found is None:
+                return [], None
+            return load_users(conn, [found[0]], include_stopped, live), found[1]
+
+        rows, blob = await reader_for(self.hub).run(read)
+        if not rows:
+            raise bad(f"No such user {name[:80]}", 404)
         model = UserView(self.held).model(self.urls, rows[0])
-        if auth_state or await self.can("admin:auth_state", user=name):
-            model["auth_state"] = await self._auth_state(name)
+        if with_state:
+            model["auth_state"] = self._auth_state(blob)
         self.write_json(model, status)
 
-    async def _auth_state(self, name: str) -> Any:
-        async with self.hub.db.session() as s:
-            blob = (await s.execute(
-                select(User.encrypted_auth_state).where(User.name == name))).scalar()  # fmt: skip
+    @staticmethod
+    def _auth_state(blob: bytes | None) -> Any:
         if not blob:
             return None
         try:

@@ -1,0 +1,63 @@
+"""Read-heavy queries on a synchronous engine, one worker-thread trip per request.
+
+Why: through aiosqlite every statement costs several thread handoffs (cursor, execute, fetch,
+close), each a GIL convoy; a users page needs ~5 statements, so the handoffs cost more CPU than
+the SQL. Running the whole batch as one function in a worker thread (``Reader.run``) pays one
+handoff. SQLite in WAL mode serves this second connection's reads without blocking the writer;
+PostgreSQL goes through psycopg. Only reads go here: writes stay on the async engine, so
+there is still exactly one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from amalthea.hub.store.db import sync_url
+
+__all__ = ["Reader"]
+
+T = TypeVar("T")
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA query_only=1")  # this engine must never write
+    cur.close()
+
+
+class Reader:
+    def __init__(self, url: str, pool_size: int = 2) -> None:
+        surl = sync_url(url)
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 2}
+        if surl.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False}
+        self.engine: Engine = create_engine(surl, **kwargs)
+        if surl.startswith("sqlite"):
+            event.listen(self.engine, "connect", _pragmas)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in a worker thread, inside one read transaction."""
+        return await asyncio.to_thread(self._call, fn, *args)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn, *args)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def reader_for(hub: Any) -> Reader:
+    """The hub's shared Reader (created on first use, kept in ``hub.extras``)."""
+    reader = hub.extras.get("reader")
+    if reader is None:
+        reader = hub.extras["reader"] = Reader(hub.db.url)
+    return reader  # type: ignore[no-any-return]
+
+
+__all__ += ["Connection", "reader_for"]
