@@ -75,10 +75,14 @@ c.OIDCAuthenticator.refresh_before_expiry = 100000  # every refresh_user call re
             # spawn: refreshed before start, the access token lands in the server's environment
             r = api(hub, "POST", "/users/alice/server")
             assert r.status_code in (201, 202), r.text
-            for _ in range(600):
-                if api(hub, "GET", "/users/alice").json()["servers"].get("", {}).get("ready"):
+            deadline = time.monotonic() + 180  # generous: CI machines are shared
+            while time.monotonic() < deadline:
+                servers = api(hub, "GET", "/users/alice").json()["servers"]
+                if servers.get("", {}).get("ready"):
                     break
-                time.sleep(0.1)
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"server not ready: {servers}\n{hub.log()[-3000:]}")
             at_spawn = api(hub, "GET", "/users/alice").json()["auth_state"]["access_token"]
             assert at_spawn != refreshed["access_token"]  # refresh_pre_spawn
             env = server_environ(hub, "alice")
