@@ -1,6 +1,7 @@
 """Kernel round trip: how long ``1+1`` takes, from the client's send to the client's receipt.
 
     python benchmarks/kernel_rtt.py [-n 60] [--runs 3] [--only client,bare,single,proxy]
+                                    [--protocol legacy|v1] [--trace]
 
 One round trip = send ``execute_request`` for ``1+1``, stop the clock when BOTH the
 ``execute_reply`` (shell) and the ``execute_result`` (iopub) for that request have arrived.
@@ -14,6 +15,8 @@ are dropped. Targets, each with its own kernel (ipykernel), all on 127.0.0.1:
   proxy    ``amalthea-singleuser`` (fix on) through ``amalthea-proxy``
   proxy-nagle   the same, fix off
 
+``--protocol`` picks the websocket framing: ``legacy`` JSON text (default; what
+benchmarks/hub/client.py speaks) or ``v1`` binary (what JupyterLab negotiates).
 Websocket clients use ``websockets`` (sync), which sets TCP_NODELAY on its own socket
 (websockets/sync/client.py), so any Nagle stall measured here is on the server side.
 Targets are measured round-robin ``--runs`` times so load drift hits them all alike; we print
@@ -144,17 +147,44 @@ def execute_request(session: str) -> dict[str, Any]:
     }
 
 
+V1 = "v1.kernel.websocket.jupyter.org"  # JupyterLab's binary framing; None = legacy JSON
+
+
+def encode_v1(msg: dict[str, Any]) -> bytes:
+    """v1 framing: count of offsets, the offsets (u64 LE), then channel and the JSON parts."""
+    parts = [msg["channel"].encode()] + [
+        json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")
+    ]
+    offsets = [8 * (len(parts) + 2)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    head = b"".join(n.to_bytes(8, "little") for n in [len(offsets), *offsets])
+    return head + b"".join(parts)
+
+
+def decode_v1(frame: bytes) -> dict[str, Any]:
+    count = int.from_bytes(frame[:8], "little")
+    offsets = [int.from_bytes(frame[8 * i : 8 * i + 8], "little") for i in range(1, count + 1)]
+    parts = [frame[a:b] for a, b in zip(offsets, [*offsets[1:], len(frame)], strict=True)]
+    keys = ("channel", "header", "parent_header", "metadata", "content")
+    msg = {k: json.loads(v) for k, v in zip(keys[1:], parts[1:5], strict=True)}
+    msg["channel"] = parts[0].decode()
+    return msg
+
+
 def ws_runner(ws: ClientConnection) -> Runner:
     session = uuid.uuid4().hex
+    v1 = ws.subprotocol == V1
 
     def once() -> Sample:
         request = execute_request(session)
         msg_id = request["header"]["msg_id"]
         seen: dict[str, float] = {}
         t0 = time.perf_counter()
-        ws.send(json.dumps(request))
+        ws.send(encode_v1(request) if v1 else json.dumps(request))
         while "execute_reply" not in seen or "execute_result" not in seen:
-            msg = json.loads(ws.recv(timeout=30))
+            frame = ws.recv(timeout=30)
+            msg = decode_v1(frame) if isinstance(frame, bytes) else json.loads(frame)
             t = time.perf_counter() - t0
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -168,7 +198,7 @@ def ws_runner(ws: ClientConnection) -> Runner:
 
 
 @contextmanager
-def kernel_ws(base: str, headers: dict[str, str]) -> Iterator[Runner]:
+def kernel_ws(base: str, headers: dict[str, str], protocol: str | None) -> Iterator[Runner]:
     """Start a kernel on a jupyter_server at ``base`` (http URL ending in /) and open its socket."""
     r = httpx.post(base + "api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
     r.raise_for_status()
@@ -176,8 +206,17 @@ def kernel_ws(base: str, headers: dict[str, str]) -> Iterator[Runner]:
     url = (
         base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels?session_id={uuid.uuid4().hex}"
     )
+    subprotocols: Any = [protocol] if protocol else None
     try:
-        with connect(url, additional_headers=headers, open_timeout=60, max_size=None) as ws:
+        with connect(
+            url,
+            additional_headers=headers,
+            open_timeout=60,
+            max_size=None,
+            subprotocols=subprotocols,
+        ) as ws:
+            if ws.subprotocol != protocol:
+                raise RuntimeError(f"asked for subprotocol {protocol}, got {ws.subprotocol}")
             yield ws_runner(ws)
     finally:
         httpx.delete(base + f"api/kernels/{kid}", headers=headers, timeout=30)
@@ -312,7 +351,9 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"token {TOKEN}"}
 
 
-def open_targets(stack: ExitStack, tmp: Path, only: set[str]) -> dict[str, Runner]:
+def open_targets(
+    stack: ExitStack, tmp: Path, only: set[str], protocol: str | None
+) -> dict[str, Runner]:
     """Start every process first (they start in parallel), then a kernel on each."""
     singles: dict[str, Server] = {}
     bare = bare_server(stack, tmp) if "bare" in only else None
@@ -328,10 +369,12 @@ def open_targets(stack: ExitStack, tmp: Path, only: set[str]) -> dict[str, Runne
     if "client" in only:
         runners["client"] = stack.enter_context(direct_client())
     if bare is not None:
-        runners["bare"] = stack.enter_context(kernel_ws(bare.ready(), auth()))
+        runners["bare"] = stack.enter_context(kernel_ws(bare.ready(), auth(), protocol))
     if "single" in only:
         for suffix, server in singles.items():
-            runners["single" + suffix] = stack.enter_context(kernel_ws(server.ready(), auth()))
+            runners["single" + suffix] = stack.enter_context(
+                kernel_ws(server.ready(), auth(), protocol)
+            )
     if api is not None:
         api.ready()
         for suffix, server in singles.items():
@@ -341,7 +384,7 @@ def open_targets(stack: ExitStack, tmp: Path, only: set[str]) -> dict[str, Runne
             )
             r.raise_for_status()
             runners["proxy" + suffix] = stack.enter_context(
-                kernel_ws(f"{public}/user/{path}", auth())
+                kernel_ws(f"{public}/user/{path}", auth(), protocol)
             )
     return runners
 
@@ -360,12 +403,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="client,bare,single,proxy")
+    ap.add_argument(
+        "--protocol",
+        choices=["legacy", "v1"],
+        default="legacy",
+        help="kernel websocket framing: legacy JSON text (as benchmarks/hub) or v1 binary "
+        "(as JupyterLab)",
+    )
     ap.add_argument("--trace", action="store_true", help="median arrival time per message type")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kernel-rtt-")))
-        runners = open_targets(stack, tmp, only)
+        runners = open_targets(stack, tmp, only, V1 if opts.protocol == "v1" else None)
         p50s: dict[str, list[float]] = defaultdict(list)
         p95s: dict[str, list[float]] = defaultdict(list)
         arrivals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -388,8 +438,8 @@ def main() -> None:
                 )
     load = os.getloadavg()[0]
     print(
-        f"\n{opts.runs} runs x {opts.n} executions of 1+1; load average {load:.1f} "
-        f"on {os.cpu_count()} cores; median over runs"
+        f"\n{opts.runs} runs x {opts.n} executions of 1+1 ({opts.protocol} websocket framing); "
+        f"load average {load:.1f} on {os.cpu_count()} cores; median over runs"
     )
     floor = statistics.median(p50s["client"]) if "client" in p50s else None
     print(f"{'target':13} {'p50 ms':>8} {'p95 ms':>8} {'p50/client':>11}")
