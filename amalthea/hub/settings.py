@@ -54,7 +54,7 @@ def validate_config(config: Config, roots: list[type]) -> list[str]:
             warnings.append(f"c.{section} is not used by the configured classes; ignored.")
             continue
         cls, root = found
-        traits = cls.class_traits(config=True)
+        traits = cls.class_traits(config=True)  # type: ignore[attr-defined]
         for key, value in values.items():
             if key not in traits:
                 close = difflib.get_close_matches(key, list(traits), n=3)
@@ -67,7 +67,7 @@ def validate_config(config: Config, roots: list[type]) -> list[str]:
                     f"Unknown setting c.{section}.{key} (value {value!r}).{hint} "
                     f"Settings of {section}: {', '.join(sorted(traits))}."
                 )
-            probe: Any = root.__new__(root)  # trait storage without running __init__
+            probe: Any = root.__new__(root)  # type: ignore[call-overload]  # traits, no __init__
             try:
                 traits[key]._validate(probe, value)
             except TraitError as e:

@@ -33,7 +33,8 @@ def _naive_utc(value: Any) -> datetime | None:
         ts = isoparse(value)
     except ValueError:
         return None
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+    out: datetime = ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+    return out
 
 
 class Housekeeper:

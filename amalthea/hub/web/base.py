@@ -46,7 +46,7 @@ _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 class BaseHandler(web.RequestHandler):
     accepts_token = False
     is_api = False
-    current_user: Identity | None  # type: ignore[assignment]
+    current_user: Identity | None
 
     @property
     def hub(self) -> HubContext:

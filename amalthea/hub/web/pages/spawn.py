@@ -10,7 +10,6 @@ lifecycle refuses (400) show the form again with the reason.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 from urllib.parse import urlencode
@@ -46,7 +45,7 @@ class SpawnHandler(PageHandler):
         glue = self.hub.extras.get("options_form")  # profiles (c.Amalthea.profiles) win
         form = glue or getattr(self.hub.spawner_class, "options_form", "")
         if callable(form):
-            form = form(name, sname) if glue else form(name)  # type: ignore[call-arg]
+            form = form(name, sname) if glue else form(name)
             if inspect.isawaitable(form):
                 form = await form
         return str(form or "")
@@ -136,7 +135,7 @@ class SpawnPendingHandler(PageHandler):
             self.redirect(nxt or rt.prefix)
             return
         api = f"{self.hub_prefix}api/users/{user}/" + (f"servers/{sname}" if sname else "server")
-        ctx = {"for_user": user, "server": sname, "spawn_url": spawn_url,
+        ctx: dict[str, Any] = {"for_user": user, "server": sname, "spawn_url": spawn_url,
                "progress_url": f"{api}/progress?_xsrf={self.xsrf}", "next": nxt or (rt.prefix if rt else "")}  # fmt: skip
         if state is ServerState.PENDING:
             self.render_template("spawn_pending.html", **ctx)
@@ -146,7 +145,6 @@ class SpawnPendingHandler(PageHandler):
             self.render_template("not_running.html", status=500, failure=rt.failure, **ctx)
         else:
             self.render_template("not_running.html", **ctx)
-        await asyncio.sleep(0)
 
 
 priority = 30
