@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import select, text
 
@@ -24,6 +23,9 @@ from amalthea.hub.store.reads import Reader
 from amalthea.testing.engines import postgres as pg_engine
 from amalthea.testing.session import HubSession
 
+psycopg = pytest.importorskip(
+    "psycopg", reason="the postgres extra: pip install 'amalthea[postgres]'"
+)
 pytestmark = pytest.mark.engine("postgres")
 # the engine's fixtures: one private cluster per session, a fresh database per test
 postgres_cluster = pg_engine.postgres_cluster
