@@ -85,7 +85,7 @@ class UserListHandler(RestHandler):
             # one worker-thread trip for the whole page (see store/reads.py)
             total = conn.execute(counted).scalar() or 0
             rows = load_users(
-                conn, paged, include_stopped, live,
+                conn, paged, include_stopped, live, id_ordered=key == "id",
                 want_roles=view.read_roles is not None or view.read_users is not None,
                 want_servers=view.read_servers is not None or view.read_users is not None,
             )  # fmt: skip

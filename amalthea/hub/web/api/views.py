@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amalthea.hub import rbac
@@ -112,6 +112,32 @@ def server_model(urls: Urls, owner: str, s: ServerInfo, with_state: bool = False
     return model
 
 
+_USER_COLS = (User.id, User.name, User.admin, User.created, User.last_activity, User.user_info)
+_IDS = bindparam("ids", expanding=True)
+_LO, _HI = bindparam("lo"), bindparam("hi")
+
+
+def _related(cols: tuple[Any, ...], user_col: Any, *joins: tuple[Any, Any],
+             order: Any = None) -> tuple[Select[Any], Select[Any]]:  # fmt: skip
+    """The same related-table query twice: for an id range and for an id list. Built once at
+    import, so requests skip statement construction and cache-key generation."""
+    base = select(*cols)
+    for target, on in joins:
+        base = base.join(target, on)
+    if order is not None:
+        base = base.order_by(order)
+    return base.where(user_col.between(_LO, _HI)), base.where(user_col.in_(_IDS))
+
+
+_GROUPS = _related((user_group_map.c.user_id, Group.name), user_group_map.c.user_id,
+                   (Group, Group.id == user_group_map.c.group_id), order=Group.name)  # fmt: skip
+_ROLES = _related((user_role_map.c.user_id, Role.name), user_role_map.c.user_id,
+                  (Role, Role.id == user_role_map.c.role_id))  # fmt: skip
+_SERVER_COLS = (Server.user_id, Server.name, Server.display_name, Server.state, Server.started,
+                Server.last_activity, Server.user_options, Server.spawner_state)  # fmt: skip
+_SERVERS = _related(_SERVER_COLS, Server.user_id)
+
+
 def load_users(
     conn: Connection,
     user_ids: Sequence[int] | Select[Any],
@@ -120,67 +146,59 @@ def load_users(
     want_groups: bool = True,
     want_roles: bool = True,
     want_servers: bool = True,
+    id_ordered: bool = False,
 ) -> list[UserRow]:
     """Batched load on a *sync* connection (run it through ``store.reads.Reader``): users,
     groups, roles and servers in at most four queries, in order.
 
     ``user_ids`` is a list of ids or a ``select(User.id)`` page query (filters, ORDER BY,
-    OFFSET/LIMIT); with the latter, the page is selected once with the user columns and the
-    related tables are read with ``IN (page query)`` -- no 200-parameter IN lists to compile.
+    OFFSET/LIMIT), selected once with the user columns. Related rows are then read by id: with
+    ``id_ordered`` (the page is sorted by id) as one ``BETWEEN first AND last`` range (rows of
+    users filtered out of the page are skipped here), else with an ``IN`` list.
     ``live`` (the ServerManager) overrides the DB's server state with the in-memory one, which
     is authoritative while a transition is in progress.
     """
-    cols = (User.id, User.name, User.admin, User.created, User.last_activity, User.user_info)
     if isinstance(user_ids, Select):
-        rows = conn.execute(user_ids.with_only_columns(*cols)).all()
-        if not rows:
-            return []
-        member: Any = user_ids.scalar_subquery() if len(rows) > 1 else [rows[0][0]]
+        rows = conn.execute(user_ids.with_only_columns(*_USER_COLS)).all()
     else:
         if not user_ids:
             return []
-        member = list(user_ids)
-        rows = conn.execute(select(*cols).where(User.id.in_(member))).all()
-        order = {uid: i for i, uid in enumerate(member)}
+        rows = conn.execute(select(*_USER_COLS).where(User.id.in_(list(user_ids)))).all()
+        order = {uid: i for i, uid in enumerate(user_ids)}
         rows.sort(key=lambda r: order[r[0]])
+        id_ordered = False
+    if not rows:
+        return []
     by_id = {r[0]: UserRow(r[0], r[1], r[2], r[3], r[4], r[5], [], [], {}) for r in rows}
+    if id_ordered:
+        which, params = 0, {"lo": min(by_id), "hi": max(by_id)}
+    else:
+        which, params = 1, {"ids": list(by_id)}
     if want_groups:
-        for uid, gname in conn.execute(
-            select(user_group_map.c.user_id, Group.name)
-            .join(Group, Group.id == user_group_map.c.group_id)
-            .where(user_group_map.c.user_id.in_(member))
-            .order_by(Group.name)
-        ):
+        for uid, gname in conn.execute(_GROUPS[which], params):
             if uid in by_id:
                 by_id[uid].groups.append(gname)
     if want_roles:
-        for uid, rname in conn.execute(
-            select(user_role_map.c.user_id, Role.name)
-            .join(Role, Role.id == user_role_map.c.role_id)
-            .where(user_role_map.c.user_id.in_(member))
-        ):
+        for uid, rname in conn.execute(_ROLES[which], params):
             if uid in by_id:
                 by_id[uid].roles.append(rname)
         for row in by_id.values():
             implicit = ("user", "admin") if row.admin else ("user",)
             row.roles = sorted(set(row.roles).union(implicit))
     if want_servers:
-        query = select(Server.user_id, Server.name, Server.display_name, Server.state,
-                       Server.started, Server.last_activity, Server.user_options,
-                       Server.spawner_state).where(Server.user_id.in_(member))  # fmt: skip
-        if not include_stopped and live is None:
-            query = query.where(Server.state.in_(ACTIVE))
-        for uid, name, display, state, started, last, options, sstate in conn.execute(query):
+        for uid, name, display, state, started, last, options, sstate in conn.execute(
+            _SERVERS[which], params
+        ):
             owner = by_id.get(uid)
             if owner is None:
                 continue
-            info = ServerInfo(name, display, state, started, last, options, sstate)
             if live is not None:
                 rt = live.get(owner.name, name)
                 if rt is not None:
-                    info.state = rt.state.value
-            if include_stopped or info.active:
-                owner.servers[name] = info
+                    state = rt.state.value
+            if include_stopped or state in ACTIVE:
+                owner.servers[name] = ServerInfo(name, display, state, started, last, options,
+                                                 sstate)  # fmt: skip
     return list(by_id.values())
 
 
