@@ -16,6 +16,8 @@ from pathlib import Path
 
 JUPYTERHUB_VERSION = "6.1.1"
 CHP_SPEC = "configurable-http-proxy@5"
+#: what a typical single-user image holds next to jupyterhub (JupyterLab brings jupyter_server)
+SINGLEUSER_EXTRAS = ("jupyterlab>=4.2,<5", "ipykernel")
 
 
 def cache_dir() -> Path:
@@ -59,3 +61,25 @@ def ensure_jupyterhub() -> tuple[Path, Path]:
                 check=True,
             )
     return venv / "bin" / "jupyterhub", chp
+
+
+def ensure_jupyterhub_singleuser() -> Path:
+    """Return ``jupyterhub-singleuser`` from a venv with jupyterhub 6.1.1, JupyterLab, ipykernel.
+
+    A venv of its own (not the hub's ``jh-venv``): the PyPI single-user server needs
+    jupyter_server and a kernel, which JupyterHub itself does not depend on.
+    """
+    root = cache_dir()
+    venv = root / "jh-singleuser-venv"
+    marker = venv / ".amalthea-complete"
+    with (root / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed_version(venv / "bin" / "python") != JUPYTERHUB_VERSION or not marker.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q",
+                 f"jupyterhub=={JUPYTERHUB_VERSION}", *SINGLEUSER_EXTRAS],
+                check=True,
+            )  # fmt: skip
+            marker.touch()
+    return venv / "bin" / "jupyterhub-singleuser"
