@@ -169,3 +169,37 @@ c.Amalthea.load_roles = [{{
         assert "idle-culler" in (hub.data_dir / "services" / "idle-culler.log").read_text() or True
     finally:
         hub.stop()
+
+
+def test_builtin_culler_culls_idle_keeps_busy_and_warns(tmp_path):
+    hub = start_hub(
+        tmp_path,
+        config=f"""
+c.Spawner.cmd = {FAKE_SERVER!r}
+c.Culler.enabled = True
+c.Culler.timeout = 8
+c.Culler.every = 1
+c.Culler.warn_before = 6
+""",
+    )
+    try:
+        admin = httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=30)
+        for name in ("idle", "busy"):
+            admin.post(f"/users/{name}")
+            assert admin.post(f"/users/{name}/server").status_code in (201, 202)
+        warned = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            admin.post("/users/busy/activity", json={"servers": {"": {"last_activity": now}}})
+            notices = admin.get("/users/idle/notices").json()["notices"]
+            warned = warned or any("will be stopped" in n["message"] for n in notices)
+            if not _servers(admin, "idle"):
+                break
+            time.sleep(0.5)
+        assert warned, "no warning before culling"
+        assert _servers(admin, "idle") == {}
+        assert _servers(admin, "busy")[""]["ready"] is True
+        assert admin.get("/users/busy/notices").json()["notices"] == []
+    finally:
+        hub.stop()
