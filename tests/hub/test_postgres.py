@@ -71,6 +71,39 @@ def test_async_engine_and_reader_on_postgres(postgres_url, scheme):
         reader.dispose()
 
 
+def test_migration_scripts_replay_on_postgres(postgres_url):
+    """The Alembic scripts themselves (not only create_all) build the models' schema."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from amalthea.hub.store.migrate import MIGRATIONS
+    from amalthea.hub.store.models import Base
+
+    engine = create_engine(sync_url(postgres_url))
+    try:
+        with engine.begin() as conn:
+            cfg = _alembic_config(postgres_url, MIGRATIONS)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []  # tables, columns, types, indexes and constraints all match
+    finally:
+        engine.dispose()
+
+
+def _alembic_config(url, migrations):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.attributes["url"] = url
+    return cfg
+
+
 @pytest.mark.slow
 def test_upgrade_db_command_creates_schema(postgres_url, tmp_path):
     cmd = [sys.executable, "-m", "amalthea.cli", "upgrade-db", f"--db={postgres_url}"]
