@@ -79,7 +79,7 @@ class PostgresCluster:
             host=str(self.socket_dir), port=self.port, user=self.user, dbname="postgres",
             autocommit=True,
         ) as conn:  # fmt: skip
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
 
 def find_bin_dir() -> Path:
