@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from amalthea.hub.clock import utcnow
 from amalthea.hub.security.tokens import hash_token, new_token, token_prefix
@@ -32,7 +33,12 @@ async def create_user(s: AsyncSession, name: str, admin: bool = False) -> User:
 
 
 async def get_or_create_user(s: AsyncSession, name: str, admin: bool | None = None) -> User:
-    user = await user_by_name(s, name)
+    """The user's row, created if missing. Relationships are not loaded (touching one raises):
+    every caller needs only columns, and ``user_by_name``'s eager loads (groups with all their
+    members, roles, servers) are most of a login's database work."""
+    user = (
+        await s.execute(select(User).where(User.name == name).options(raiseload("*")))
+    ).scalar()
     if user is None:
         user = await create_user(s, name, bool(admin))
     elif admin is not None and user.admin != admin:
