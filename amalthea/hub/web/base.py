@@ -32,6 +32,7 @@ from amalthea.hub.security import csrf
 from amalthea.hub.security.identity import Identity
 from amalthea.hub.security.redirects import safe_next
 from amalthea.hub.store import queries
+from amalthea.hub.web import json_out
 
 __all__ = ["APIHandler", "BaseHandler", "PageHandler", "authenticated"]
 
@@ -199,7 +200,7 @@ class BaseHandler(web.RequestHandler):
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
+        self.finish(json_out.dumps(data))
 
     def render_template(self, name: str, status: int = 200, **ctx: Any) -> None:
         self.set_status(status)
