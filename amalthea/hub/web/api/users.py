@@ -119,9 +119,8 @@ class UserListHandler(RestHandler):
             to_create = [n for n in dict.fromkeys(normalized) if n not in existing]
             if not to_create:
                 raise bad(f"All {len(normalized)} users already exist", 409)
-            created = [await queries.create_user(s, n, admin) for n in to_create]
+            ids = await queries.create_users(s, to_create, admin)
             await s.commit()
-            ids = [u.id for u in created]
         for name in to_create:
             auth.allowed_users.add(name)
         await self._answer_models(ids, 201)
