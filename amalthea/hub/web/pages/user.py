@@ -40,7 +40,9 @@ class UserServerHandler(PageHandler):
         if self.request.query:
             original += "?" + self.request.query
         if rt is not None and state is ServerState.RUNNING:
-            redirects = int(self.get_argument("redirects", "0") or 0)
+            raw = self.get_argument("redirects", "0") or "0"
+            # the counter comes from the URL: garbage counts as a fresh start, not a 500
+            redirects = int(raw) if raw.isdigit() and len(raw) < 6 else 0
             if redirects >= 4:
                 raise web.HTTPError(500, reason="Redirect loop detected.")
             sep = "&" if "?" in original else "?"
