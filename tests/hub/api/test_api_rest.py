@@ -218,3 +218,14 @@ def test_proxy(admin):
 def test_services_empty(admin):
     assert admin.get("/services").json() == {}
     assert admin.get("/services/nope").status_code == 404
+
+
+def test_deprecated_authorizations(hub, admin):
+    name = make_user(admin)
+    token = token_for(admin, name)
+    r = admin.get(f"/authorizations/token/{token}")
+    assert r.status_code == 200 and r.json()["name"] == name
+    assert admin.get("/authorizations/token/nonexistent-token-xx").status_code == 404
+    assert admin.post("/authorizations/token").status_code == 404
+    assert admin.get("/authorizations/cookie/x/y").status_code == 404
+    assert httpx.get(f"{hub.api_url}/authorizations/token/{token}").status_code == 403
