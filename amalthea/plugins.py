@@ -7,9 +7,10 @@ broken" (an ImportError inside the plugin, usually a missing optional dependency
 
 from __future__ import annotations
 
+import functools
 import importlib
 from abc import ABCMeta
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoints, entry_points
 from typing import Any
 
 from traitlets import MetaHasTraits, TraitError, Type
@@ -27,14 +28,26 @@ class PluginLoadError(Exception):
     """A plugin was named but could not be loaded; the message says why and what to do."""
 
 
+@functools.cache
+def _installed_entry_points() -> EntryPoints:
+    # each entry_points() call reads every installed distribution's metadata (~150 in a
+    # JupyterLab venv); a hub start resolves plugins several times, and what is installed does
+    # not change while the process runs
+    return entry_points()
+
+
+def _group(group: str) -> EntryPoints:
+    return _installed_entry_points().select(group=group)
+
+
 def installed(group: str) -> dict[str, str]:
     """Short name -> ``module:Class`` for every plugin installed in ``group``."""
-    return {ep.name: ep.value for ep in entry_points(group=group)}
+    return {ep.name: ep.value for ep in _group(group)}
 
 
 def load(group: str, name: str) -> type:
     """Resolve a short name or ``package.module.Class`` path to a class."""
-    eps = {ep.name: ep for ep in entry_points(group=group)}
+    eps = {ep.name: ep for ep in _group(group)}
     if name in eps:
         try:
             return eps[name].load()  # type: ignore[no-any-return]
