@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, or_, select
+from sqlalchemy import Connection, bindparam, delete, exists, func, or_, select
 from sqlalchemy.sql import Select
 
 from amalthea.hub import rbac
@@ -26,6 +26,8 @@ READ_USER_SCOPES = (
 )  # fmt: skip
 SORTS = {"id": User.id, "name": User.name, "last_activity": User.last_activity}
 STATES = ("active", "ready", "inactive")
+#: prebuilt: statement construction and its cache key cost more than SQLite's lookup
+_ID_AND_STATE = select(User.id, User.encrypted_auth_state).where(User.name == bindparam("name"))
 
 
 def _like(text: str) -> str:
@@ -138,8 +140,7 @@ class UserHandler(RestHandler):
         with_state = auth_state or await self.can("admin:auth_state", user=name)
 
         def read(conn: Connection) -> tuple[list[UserRow], bytes | None]:
-            found = conn.execute(
-                select(User.id, User.encrypted_auth_state).where(User.name == name)).first()  # fmt: skip
+            found = conn.execute(_ID_AND_STATE, {"name": name}).first()
             if found is None:
                 return [], None
             return load_users(conn, [found[0]], include_stopped, live), found[1]

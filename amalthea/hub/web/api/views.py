@@ -115,6 +115,7 @@ def server_model(urls: Urls, owner: str, s: ServerInfo, with_state: bool = False
 _USER_COLS = (User.id, User.name, User.admin, User.created, User.last_activity, User.user_info)
 _IDS = bindparam("ids", expanding=True)
 _LO, _HI = bindparam("lo"), bindparam("hi")
+_USERS_BY_ID = select(*_USER_COLS).where(User.id.in_(_IDS))
 
 
 def _related(cols: tuple[Any, ...], user_col: Any, *joins: tuple[Any, Any],
@@ -163,7 +164,7 @@ def load_users(
     else:
         if not user_ids:
             return []
-        rows = conn.execute(select(*_USER_COLS).where(User.id.in_(list(user_ids)))).all()
+        rows = conn.execute(_USERS_BY_ID, {"ids": list(user_ids)}).all()
         order = {uid: i for i, uid in enumerate(user_ids)}
         rows.sort(key=lambda r: order[r[0]])
         id_ordered = False
