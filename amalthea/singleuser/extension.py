@@ -134,10 +134,13 @@ class HubExtension(ExtensionApp):
         headers = settings.setdefault("headers", {})
         headers["X-JupyterHub-Version"] = JUPYTERHUB_COMPAT_VERSION
         headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        settings["page_config_hook"] = self._page_config_hook(env, settings.get("page_config_hook"))
-        # self.settings, not web_app.settings: jupyter_server copies web_app.settings into
-        # self.settings before this method and writes the copy back after it, so replacing an
-        # existing key of web_app.settings here would silently be undone.
+        # Keys are (re)placed in self.settings, not web_app.settings: jupyter_server copies
+        # web_app.settings into self.settings before this method and writes the copy back after
+        # it, so replacing an existing key of web_app.settings here would silently be undone.
+        # (The headers dict above is mutated in place, which both copies share.)
+        self.settings["page_config_hook"] = self._page_config_hook(
+            env, self.settings.get("page_config_hook") or settings.get("page_config_hook")
+        )
         if self.kernel_tcp_nodelay and not enable_kernel_nodelay(self.settings):
             self.log.warning(
                 "No kernel_websocket_connection_class; kernel websockets keep Nagle on"
