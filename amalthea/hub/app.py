@@ -276,6 +276,8 @@ class Amalthea(Application):
         templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=jinja2.select_autoescape(["html"]), enable_async=False,
+            # templates ship with the package; checking their mtimes costs stat() calls per page
+            auto_reload=False,
         )  # fmt: skip
         hub = HubContext(
             settings=settings, db=db, cookie_secret=secrets.cookie_secret,
