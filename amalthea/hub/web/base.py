@@ -44,6 +44,11 @@ XSRF_COOKIE = "_xsrf"
 _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 
 
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python accepts them unless told otherwise."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class BaseHandler(web.RequestHandler):
     accepts_token = False
     is_api = False
@@ -277,9 +282,12 @@ class APIHandler(BaseHandler):
         if not self.request.body:
             return None
         try:
-            return json.loads(self.request.body)
-        except ValueError:
+            body = json.loads(self.request.body, parse_constant=_reject_constant)
+            # lone surrogates (a \ud800 escape) parse fine but fail later when stored or logged
+            json.dumps(body, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # UnicodeError is a ValueError
             raise web.HTTPError(400, reason="Invalid JSON in body of request") from None
+        return body
 
     def need(self, scopes: str | tuple[str, ...], **resource: Any) -> Identity:
         """Require any of ``scopes`` on ``resource``: 403 if missing, 404 if held only for
