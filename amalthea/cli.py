@@ -26,6 +26,8 @@ def _configure_logging(level: int) -> None:
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     if level > logging.DEBUG:
         logging.getLogger("amalthea.access").setLevel(logging.WARNING)
+        # Alembic's INFO lines (plugin setup, "Context impl") buried the first-run setup link
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _fail(message: str) -> int:
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if subcommand == "upgrade-db":
         from amalthea.hub.store.migrate import upgrade
 
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # each step
         upgrade(app.database_url)
         print(f"Database {app.database_url} is at the current schema.")
         return 0
