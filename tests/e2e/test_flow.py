@@ -25,7 +25,9 @@ def test_login_spawn_kernel_stop_logout(amalthea_hub):
         assert r.status_code == 302
         assert "jupyterhub-hub-login" in r.headers.get("set-cookie", "")
         events = s.start_server()
-        assert events[0]["message"] == "Server requested"
+        # A spawn that finishes before the stream is opened yields only the final event
+        # (as JupyterHub's progress API does); otherwise the stream starts at the request.
+        assert len(events) == 1 or events[0]["message"] == "Server requested", events
         assert events[-1]["ready"] is True and events[-1]["url"] == "/user/alice/"
         # the browser path: server -> OAuth authorize at the hub -> callback -> cookie
         r = s.open_server("lab")
