@@ -113,6 +113,9 @@ class Authenticator(LoggingConfigurable, metaclass=ABCTraitletsMeta):
     login_kind: Literal["form", "redirect", "header"] = "form"
     #: Short human name shown on the login button for "redirect" authenticators.
     display_name: str = "Sign in"
+    #: True when usernames are accounts of this machine (PAM). As root, the hub then defaults
+    #: to the ``local`` spawner (each server runs as that account); otherwise to ``local-shared``.
+    system_accounts: bool = False
 
     allowed_users = Set(
         Unicode(),

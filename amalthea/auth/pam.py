@@ -49,6 +49,8 @@ _PAM_AUTHINFO_UNAVAIL = 9
 
 
 class PAMAuthenticator(Authenticator):
+    system_accounts = True  # PAM users are Unix accounts: the local spawner can run as them
+
     service = Unicode(
         "login",
         help="PAM service (a file in /etc/pam.d) used to check passwords. Never 'su': called "

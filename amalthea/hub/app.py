@@ -49,8 +49,17 @@ __all__ = ["Amalthea"]
 HERE = Path(__file__).parent
 
 
-def _default_spawner() -> str:
-    return "local" if os.geteuid() == 0 else "local-shared"
+def _default_spawner(authenticator: type[Authenticator]) -> str:
+    """The right local spawner for the embedded defaults.
+
+    ``local`` (each server runs as the Unix account of the same name) only fits when the hub is
+    root AND its users are Unix accounts (PAM). With the default ``local`` authenticator people
+    are hub accounts, not Unix accounts, so ``local-shared`` (servers run as the hub's user in
+    per-user directories) is the one that works out of the box.
+    """
+    if os.geteuid() == 0 and getattr(authenticator, "system_accounts", False):
+        return "local"
+    return "local-shared"
 
 
 class Amalthea(Application):
@@ -97,7 +106,8 @@ class Amalthea(Application):
     ).tag(config=True)  # fmt: skip
     spawner_class = PluginType(
         SPAWNERS, klass=Spawner,
-        help="Where servers run: local (root), local-shared (default when not root), docker, ...",
+        help="Where servers run: local (default as root with pam: each server as its Unix account), "
+        "local-shared (default otherwise: as the hub's user, per-user dirs), docker, slurm, ...",
     ).tag(config=True)  # fmt: skip
     proxy_class = PluginType(
         PROXIES, klass=object,
@@ -202,7 +212,7 @@ class Amalthea(Application):
 
     @default("spawner_class")
     def _default_spawner_class(self) -> type:
-        return load(SPAWNERS, _default_spawner())
+        return load(SPAWNERS, _default_spawner(self.authenticator_class))
 
     @default("proxy_class")
     def _default_proxy_class(self) -> type:
