@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 JUPYTERHUB_VERSION = "6.1.1"
@@ -76,6 +77,7 @@ def ensure_jupyterhub_singleuser() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _installed_version(venv / "bin" / "python") != JUPYTERHUB_VERSION or not marker.exists():
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            _share_our_packages(venv)
             subprocess.run(
                 [str(venv / "bin" / "pip"), "install", "-q",
                  f"jupyterhub=={JUPYTERHUB_VERSION}", *SINGLEUSER_EXTRAS],
@@ -83,3 +85,26 @@ def ensure_jupyterhub_singleuser() -> Path:
             )  # fmt: skip
             marker.touch()
     return venv / "bin" / "jupyterhub-singleuser"
+
+
+def _share_our_packages(venv: Path) -> None:
+    """Let the venv see our venv's packages *after* its own (a .pth file).
+
+    JupyterLab, jupyter_server and ipykernel are already installed next to Amalthea; pip
+    counts what a .pth makes importable as installed, so only jupyterhub and the few packages
+    it adds land in this venv (seconds instead of minutes in CI). Anything jupyterhub pins
+    differently is installed into this venv and shadows ours here only.
+    """
+    ours = sysconfig.get_paths()["purelib"]
+    theirs = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(theirs) / "zz_amalthea_shared.pth").write_text(ours + "\n")
+    # Jupyter finds server-extension switches and JupyterLab's assets under sys.prefix
+    # (etc/jupyter, share/jupyter), which a .pth does not carry over: link them.
+    for sub in ("etc/jupyter", "share/jupyter"):
+        source = Path(sys.prefix) / sub
+        if source.is_dir():
+            (venv / sub).parent.mkdir(parents=True, exist_ok=True)
+            (venv / sub).symlink_to(source, target_is_directory=True)
