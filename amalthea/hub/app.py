@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -457,6 +458,12 @@ def _origin(url: str) -> str:
 
 
 _access_log = logging.getLogger("amalthea.access")
+#: one-time secrets that travel in query strings (setup and password links, OAuth codes)
+_SECRET_QUERY = re.compile(r"([?&](?:code|token)=)[^&]*")
+
+
+def _redact(uri: str) -> str:
+    return _SECRET_QUERY.sub(r"\1[secret]", uri)
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -465,5 +472,5 @@ def _log_request(handler: web.RequestHandler) -> None:
     level = logging.DEBUG if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     if _access_log.isEnabledFor(level):
         req = handler.request
-        _access_log.log(level, "%d %s %s %.1fms", status, req.method, req.uri,
+        _access_log.log(level, "%d %s %s %.1fms", status, req.method, _redact(req.uri or ""),
                         1000 * req.request_time())  # fmt: skip

@@ -71,6 +71,7 @@
       el("td", {}, ...servers.map((s) => serverCell(u, s))),
       el("td", { class: "actions" },
         btn(u.admin ? "revoke admin" : "make admin", () => act("PATCH", `users/${enc(u.name)}`, { admin: !u.admin })),
+        btn("password link", () => passwordLink(u.name)),
         btn("delete", () => confirm(`Delete user ${u.name}?`) && act("DELETE", `users/${enc(u.name)}`), "danger")));
   }
 
@@ -82,6 +83,15 @@
     } catch (e) { /* shown already */ }
     await loadUsers();
     if (detail) await openDetail(detail);
+  }
+
+  // One-time "set your password" link (local accounts): shown once, for the admin to pass on.
+  async function passwordLink(name) {
+    try {
+      const { body } = await api("POST", `users/${enc(name)}/password-link`);
+      const until = new Date(body.expires_at).toLocaleString();
+      show(`Send this one-time link to ${name} (valid until ${until}, works once): ${body.url}`);
+    } catch (e) { /* shown */ }
   }
 
   async function showLog(user, server) {

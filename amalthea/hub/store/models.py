@@ -258,6 +258,18 @@ class LocalAccount(Base):
     recovery_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
+class PasswordLink(Base):
+    """One-time "set your password" links an admin hands out (local accounts). Only the hash
+    of the code is stored; the row is deleted when the link is used."""
+
+    __tablename__ = "password_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    hashed: Mapped[str] = mapped_column(String(255), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class LoginSession(Base):
     """Browser sessions; the signed cookie carries the session id. Logout deletes the row
     and the OAuth tokens issued within it."""
