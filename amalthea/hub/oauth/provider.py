@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
+from amalthea.hub.clock import utcnow
 from amalthea.hub.security.identity import Identity
 from amalthea.hub.security.tokens import hash_token, new_code, verify_hashed
 from amalthea.hub.store import queries
 from amalthea.hub.store.db import Database
-from amalthea.hub.store.models import OAuthClient, OAuthCode
+from amalthea.hub.store.models import APIToken, OAuthClient, OAuthCode, Service
 
 __all__ = ["AuthorizeRequest", "OAuthError", "OAuthProvider"]
 
@@ -102,11 +103,42 @@ class OAuthProvider:
             raise OAuthError(400, "invalid_request", "PKCE (code_challenge) is required.")
         scopes = sorted({*client.allowed_scopes, f"read:users:name!user={who.name}",
                          f"read:users:groups!user={who.name}"})  # fmt: skip
-        own = target[0] == "access:servers" and target[1]["server"].split("/", 1)[0] == who.name
         return AuthorizeRequest(
             client, client.redirect_uri, scopes, args.get("state", ""), challenge,
-            (method or "plain") if challenge else None, not own,
+            (method or "plain") if challenge else None,
+            not await self._preapproved(who, client, target, scopes),
         )  # fmt: skip
+
+    async def _preapproved(
+        self, who: Identity, client: OAuthClient, target: tuple[str, dict[str, str]],
+        scopes: list[str],
+    ) -> bool:  # fmt: skip
+        """Protocol §8.4: skip the confirmation page for the user's own servers, services with
+        ``oauth_no_confirm``, and when a live token of this user for this client already
+        carries every requested scope (the user said yes before; asking again is noise)."""
+        base, kw = target
+        if base == "access:servers" and kw["server"].split("/", 1)[0] == who.name:
+            return True
+        async with self.db.session() as s:
+            if base == "access:services":
+                no_confirm = (
+                    await s.execute(
+                        select(Service.oauth_no_confirm).where(Service.name == kw["service"])
+                    )
+                ).scalar()
+                if no_confirm:
+                    return True
+            granted = (
+                await s.execute(
+                    select(APIToken.scopes).where(
+                        APIToken.user_id == who.id,
+                        APIToken.client_id == client.identifier,
+                        or_(APIToken.expires_at.is_(None), APIToken.expires_at > utcnow()),
+                    )
+                )
+            ).scalars()
+            wanted = set(scopes)
+            return any(wanted <= set(have or ()) for have in granted)
 
     async def issue_code(self, who: Identity, req: AuthorizeRequest) -> str:
         code = new_code()
