@@ -24,6 +24,10 @@ async def user_by_name(s: AsyncSession, name: str) -> User | None:
     return (await s.execute(select(User).where(User.name == name))).scalar()
 
 
+async def user_exists(s: AsyncSession, name: str) -> bool:
+    return (await s.execute(select(User.id).where(User.name == name))).first() is not None
+
+
 async def create_user(s: AsyncSession, name: str, admin: bool = False) -> User:
     user = User(name=name, admin=admin, cookie_id=uuid.uuid4().hex, created=utcnow())
     user.servers = [Server(name="", state="stopped")]

@@ -21,6 +21,7 @@ from amalthea.hub.security.redirects import safe_next
 from amalthea.hub.store import queries
 from amalthea.hub.web.api.servers import valid_server_name
 from amalthea.hub.web.base import PageHandler, authenticated
+from amalthea.hub.web.pages.user import need_user
 
 
 class SpawnHandler(PageHandler):
@@ -128,6 +129,8 @@ class SpawnPendingHandler(PageHandler):
         ):
             raise web.HTTPError(404)
         rt = self.hub.servers.get(user, sname)
+        if rt is None:
+            await need_user(self, user)
         state = rt.state if rt else ServerState.STOPPED
         nxt = safe_next(self.get_argument("next", ""), self.base_url)
         spawn_url = f"{self.hub_prefix}spawn/{user}" + (f"/{sname}" if sname else "")

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 from tornado import web
 
 from amalthea.hub.lifecycle import ServerState
+from amalthea.hub.store import queries
 from amalthea.hub.web.base import PageHandler, authenticated
 
 
@@ -35,6 +36,8 @@ class UserServerHandler(PageHandler):
         if not who.can("access:servers", server=f"{name}/{sname}"):
             raise web.HTTPError(404)
         rt = self.hub.servers.get(name, sname)
+        if rt is None:  # an admin passes the check above for any name: a typo is not "stopped"
+            await need_user(self, name)
         state = rt.state if rt else ServerState.STOPPED
         original = f"{self.base_url}user/{quote(name, safe='@~')}/{path}"
         if self.request.query:
@@ -77,6 +80,12 @@ class UserServerHandler(PageHandler):
         await self._handle(name, rest)
 
     put = patch = delete = post
+
+
+async def need_user(handler: PageHandler, name: str) -> None:
+    async with handler.hub.db.session() as s:
+        if not await queries.user_exists(s, name):
+            raise web.HTTPError(404, reason=f"There is no user named {name[:80]!r} on this hub.")
 
 
 class UserRedirectHandler(PageHandler):
