@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
+import time
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from amalthea.hub.clock import utcnow
@@ -15,6 +19,7 @@ from amalthea.hub.lifecycle.manager import ServerRuntime, SpawnRefused
 from amalthea.hub.lifecycle.states import ServerState
 from amalthea.hub.store.db import Database
 from amalthea.hub.store.models import Base, Group, Server, User
+from amalthea.testing.session import HubSession
 
 
 @pytest.fixture
@@ -129,3 +134,42 @@ async def test_active_server_limit_queues():
     running.state = ServerState.STOPPED
     adm.released()
     await asyncio.wait_for(task, 5)
+
+
+CULL_FAST = f"""
+c.Spawner.cmd = [{sys.executable!r}, "-m", "amalthea.testing.fake_singleuser"]
+c.Culler.enabled = True
+c.Culler.every = 0.5
+c.Culler.timeout = 240
+c.Culler.warn_before = 238
+"""
+
+
+def test_home_page_shows_cull_warning_and_keep_running_resets_it(amalthea_hub_factory):
+    """A real hub with a short culler timeout: after ~2 s idle the warning banner appears on
+    /hub/home; its Keep running button records activity and takes the banner away."""
+    hub = amalthea_hub_factory(config=CULL_FAST)
+    with HubSession(hub.url) as alice:
+        alice.login("alice")
+        assert alice.start_server()[-1]["ready"]
+        deadline = time.monotonic() + 30
+        while "Keep running" not in (page := alice.client.get("/hub/home")).text:
+            assert time.monotonic() < deadline, "no cull warning on the home page"
+            time.sleep(0.3)
+        assert "will be stopped in 4 minutes for inactivity" in page.text
+        before = httpx.get(f"{hub.api_url}/users/alice", headers=hub.admin_headers).json()
+        # the form needs its _xsrf: without it the hub refuses
+        r = alice.client.post("/hub/home/keep-running", data={"server_name": ""})
+        assert r.status_code == 403
+        xsrf = re.search(r'name="_xsrf" value="([^"]*)"', page.text).group(1)
+        r = alice.client.post("/hub/home/keep-running", data={"server_name": "", "_xsrf": xsrf})
+        assert r.status_code == 302 and r.headers["location"].endswith("/hub/home")
+        after = httpx.get(f"{hub.api_url}/users/alice", headers=hub.admin_headers).json()
+        assert (after["servers"][""]["last_activity"] or "") > (
+            before["servers"][""]["last_activity"] or ""
+        )
+        notices = httpx.get(f"{hub.api_url}/users/alice/notices", headers=hub.admin_headers)
+        assert notices.json() == {"notices": []}
+        assert "Keep running" not in alice.client.get("/hub/home").text
+        r = alice.client.post("/hub/home/keep-running", data={"server_name": "nope", "_xsrf": xsrf})
+        assert r.status_code == 404
