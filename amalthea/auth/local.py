@@ -124,20 +124,7 @@ class LocalAuthenticator(Authenticator):
         if account is None:
             await self._verify(_dummy_hash(), password)
             return None
-        now = utcnow()
-        if account.locked_until and account.locked_until > now:
-            minutes = max(1, int((account.locked_until - now).total_seconds() // 60) + 1)
-            raise AuthError(
-                f"Too many failed attempts. This account is locked for about {minutes} more "
-                "minute(s).",
-                log_message=f"login for locked account {name!r}",
-                status=429,
-            )
-        if not await self._verify(account.password_hash, password):
-            lock = None
-            if self.lockout_attempts and account.failed_attempts + 1 >= self.lockout_attempts:
-                lock = now + timedelta(seconds=self.lockout_seconds)
-            await self.store.record_failure(name, lock)
+        if not await self._check_password(account, password, "login"):
             return None
         if not account.approved:
             raise AuthError(
@@ -156,6 +143,26 @@ class LocalAuthenticator(Authenticator):
         if _hasher.check_needs_rehash(account.password_hash):
             await self.store.set_password(name, await self.hash_password(password))
         return AuthResult(name=name)
+
+    async def _check_password(self, account: Account, password: str, what: str) -> bool:
+        """The password check shared by login and change-password, so both count toward the
+        same lockout: raises 429 while locked; a wrong password is recorded (and may lock)."""
+        now = utcnow()
+        if account.locked_until and account.locked_until > now:
+            minutes = max(1, int((account.locked_until - now).total_seconds() // 60) + 1)
+            raise AuthError(
+                f"Too many failed attempts. This account is locked for about {minutes} more "
+                "minute(s).",
+                log_message=f"{what} for locked account {account.username!r}",
+                status=429,
+            )
+        if await self._verify(account.password_hash, password):
+            return True
+        lock = None
+        if self.lockout_attempts and account.failed_attempts + 1 >= self.lockout_attempts:
+            lock = now + timedelta(seconds=self.lockout_seconds)
+        await self.store.record_failure(account.username, lock)
+        return False
 
     async def _mfa_active(self, name: str) -> bool:
         """A started but unconfirmed enrolment must not lock the person out; without the MFA
@@ -188,8 +195,10 @@ class LocalAuthenticator(Authenticator):
         )
 
     async def change_password(self, username: str, old: str, new: str) -> None:
+        """Raises AuthError: 403 wrong current password (counts toward the lockout, like a
+        failed login), 429 account locked, 400 new password refused by the policy."""
         account = await self.store.get(username)
-        if account is None or not await self._verify(account.password_hash, old):
+        if account is None or not await self._check_password(account, old, "password change"):
             raise AuthError("The current password is wrong.", status=403)
         problem = self.password_problem(username, new)
         if problem:

@@ -5,11 +5,13 @@ They exist only when the configured authenticator keeps its own accounts; otherw
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from tornado import web
 
 from amalthea.auth.base import AuthError
 from amalthea.auth.local import LocalAuthenticator
 from amalthea.hub.store import queries
+from amalthea.hub.store.models import LoginSession
 from amalthea.hub.web.base import PageHandler, authenticated
 
 
@@ -78,12 +80,38 @@ class ChangePasswordHandler(_LocalOnly):
         if new != self.get_body_argument("new_password2", ""):
             self.render_template("password.html", status=400, error="The new passwords differ.")
             return
+        # the same buckets as the login form: this page must not be a side door for guessing
+        keys = (f"ip:{self.request.remote_ip or ''}", f"user:{who.name.lower()}")
+        wait = self.hub.throttle.retry_after(*keys)
+        if wait > 0:
+            self.set_header("Retry-After", str(int(wait) + 1))
+            self.render_template("password.html", status=429,
+                                 error=f"Too many failed attempts. Try again in {int(wait) + 1} s.")  # fmt: skip
+            return
         try:
             await self.local.change_password(who.name, self.get_body_argument("password", ""), new)
         except AuthError as e:
+            if e.status == 403:
+                self.hub.throttle.failed(*keys)
             self.render_template("password.html", status=e.status, error=e.user_message)
             return
+        self.hub.throttle.succeeded(keys[1])
+        await self._end_other_sessions(who.name, who.session_id)
         self.render_template("password.html", done=True)
+
+    async def _end_other_sessions(self, name: str, keep: str | None) -> None:
+        """Whoever else holds a session (maybe the reason for the change) is logged out."""
+        async with self.hub.db.session() as s:
+            user = await queries.user_by_name(s, name)
+            if user is None:
+                return
+            rows = await s.execute(select(LoginSession.id).where(
+                LoginSession.user_id == user.id, LoginSession.id != (keep or "")))  # fmt: skip
+            ids = list(rows.scalars())
+            hashes = [h for sid in ids for h in await queries.end_session(s, sid)]
+            await s.commit()
+        for key in [f"session:{sid}" for sid in ids] + hashes:
+            self.hub.identities.forget(key)
 
 
 class ApprovalHandler(_LocalOnly):
