@@ -164,6 +164,11 @@ class Amalthea(Application):
     oauth_token_expires_in = Integer(1209600, help="Lifetime of OAuth tokens (seconds).").tag(
         config=True
     )
+    token_expires_in_max_seconds = Integer(
+        0,
+        help="""Longest lifetime (seconds) of a token created via the REST API; 0 = unlimited.
+        Requests without ``expires_in`` get this lifetime, longer requests are refused (400).""",
+    ).tag(config=True)
     oauth_require_pkce = Bool(False, help="Refuse OAuth clients that do not use PKCE.").tag(
         config=True
     )
@@ -262,6 +267,7 @@ class Amalthea(Application):
             named_server_limit_per_user=self.named_server_limit_per_user,
             redirect_to_server=self.redirect_to_server, default_url=self.default_url,
             shutdown_on_logout=self.shutdown_on_logout,
+            token_expires_in_max_seconds=self.token_expires_in_max_seconds,
         )  # fmt: skip
         auth_ctx = AuthContext(data_dir=str(data), hub_prefix=settings.hub_prefix,
                                public_url=self.public_url or self.bind_url, store=accounts)  # fmt: skip

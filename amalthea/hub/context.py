@@ -34,6 +34,8 @@ class HubSettings:
     shutdown_on_logout: bool = False
     login_burst: int = 10
     login_per_minute: float = 10.0
+    #: cap on API-created token lifetimes (seconds); 0 = unlimited
+    token_expires_in_max_seconds: int = 0
 
     @property
     def hub_prefix(self) -> str:

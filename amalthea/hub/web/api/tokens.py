@@ -97,6 +97,7 @@ class TokenListHandler(RestHandler):
         if not await self.can("tokens", user=name):
             raise bad(f"User {name[:80]} not found or no permissions to generate tokens", 403)
         body = self._validate(raw)
+        expires_in = self._capped_expiry(body.get("expires_in"))
         who = self.who
         async with self.hub.db.session() as s:
             user = await queries.user_by_name(s, name)
@@ -108,13 +109,27 @@ class TokenListHandler(RestHandler):
                 note += f" by {who.kind} {who.name}"
             token, row = await queries.create_token(
                 s, user_id=user.id, note=note[:MAX_NOTE], scopes=scopes,
-                expires_in=body.get("expires_in"),
+                expires_in=expires_in,
             )  # fmt: skip
             await s.commit()
             row = (await s.execute(select(APIToken).where(APIToken.id == row.id))).scalar_one()
             model = (await _models(s, [row], name))[0]
         model["token"] = token
         self.write_json(model, 201)
+
+    def _capped_expiry(self, requested: float | None) -> float | None:
+        """Apply ``token_expires_in_max_seconds``: no expiry asked → the cap; above it → 400."""
+        cap = self.hub.settings.token_expires_in_max_seconds
+        if not cap:
+            return requested
+        if requested is None:
+            return cap
+        if requested > cap:
+            raise bad(
+                f"expires_in={requested:g} is longer than this hub allows: tokens may live at most "
+                f"{cap} seconds (c.Amalthea.token_expires_in_max_seconds). Ask for {cap} or less."
+            )
+        return requested
 
     def _validate(self, raw: Any) -> dict[str, Any]:
         if raw is None:

@@ -47,7 +47,24 @@ class TokenPageHandler(PageHandler):
                 api_tokens.append(model)
             else:
                 oauth[client or tok.client_id].append(model)
-        self.render_template("token.html", api_tokens=api_tokens, oauth_clients=dict(oauth))
+        options = self._expiry_options()
+        default = "2592000" if any(v == "2592000" for v, _ in options) else options[-1][0]
+        self.render_template("token.html", api_tokens=api_tokens, oauth_clients=dict(oauth),
+                             expiry_options=options, expiry_default=default)  # fmt: skip
+
+    def _expiry_options(self) -> list[tuple[str, str]]:
+        """Lifetimes the form offers: none above ``token_expires_in_max_seconds``, then no Never."""
+        cap = self.hub.settings.token_expires_in_max_seconds
+        if not cap:
+            return _EXPIRY
+        fits = [(v, label) for v, label in _EXPIRY if v and int(v) <= cap]
+        if not any(int(v) == cap for v, _ in fits):
+            fits.append((str(cap), f"{cap} seconds (the longest allowed)"))
+        return fits
+
+
+_EXPIRY = [("3600", "1 hour"), ("86400", "1 day"), ("604800", "1 week"), ("2592000", "30 days"),
+           ("31536000", "1 year"), ("", "Never")]  # fmt: skip
 
 
 handlers = [(r"token", TokenPageHandler)]
