@@ -103,6 +103,7 @@
   }
 
   async function openDetail(name) {
+    if (detail !== name) $("new-token-result").classList.add("hidden");
     detail = name;
     $("user-detail").classList.remove("hidden");
     $("detail-name").textContent = name;
@@ -158,6 +159,34 @@
     const names = $("add-names").value.split(/[\s,]+/).filter(Boolean);
     try { await api("POST", "users", { usernames: names, admin: $("add-admin").checked }); $("add-names").value = ""; show(""); } catch (err) { /* shown */ }
     loadUsers();
+  });
+  // Per-user actions in the detail pane, all through the same REST API as everything else.
+  const onSubmit = (id, fn) => $(id).addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!detail) return;
+    try { await fn(detail); show(""); } catch (err) { /* shown */ }
+    await loadUsers();
+    await openDetail(detail);
+  });
+  onSubmit("new-server", async (name) => {
+    const server = $("new-server-name").value.trim();
+    const r = await api("POST", serverPath(name, server));
+    if (r.status === 202) await new Promise((ok) => setTimeout(ok, 1000));
+    $("new-server-name").value = "";
+  });
+  onSubmit("new-token", async (name) => {
+    const body = { note: $("new-token-note").value.trim() || "Created by an admin in the admin panel" };
+    const exp = $("new-token-expires").value.trim();
+    if (exp) body.expires_in = parseInt(exp, 10);
+    const r = await api("POST", `users/${enc(name)}/tokens`, body);
+    $("new-token-value").textContent = r.body.token;  // the only time the secret is visible
+    $("new-token-result").classList.remove("hidden");
+    $("new-token-note").value = $("new-token-expires").value = "";
+  });
+  onSubmit("new-share", async (name) => {
+    const kind = $("share-kind").value, who = $("share-with").value.trim();
+    await api("POST", `shares/${enc(name)}/${enc($("share-server").value.trim())}`, { [kind]: who });
+    $("share-with").value = "";
   });
   $("add-group").addEventListener("submit", async (e) => {
     e.preventDefault();

@@ -1,5 +1,6 @@
 """The admin panel in a real Chromium (Playwright, Debian's /usr/bin/chromium, no download):
-add a user, start their server, stop it, delete the user."""
+add a user, start their server, stop it, give them a named server, an API token and a share,
+delete the user."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def browser():
 
 
 def test_admin_adds_starts_stops_deletes(tmp_path, browser):
-    hub = start_hub(tmp_path, config=f"c.Spawner.cmd = {FAKE!r}")
+    hub = start_hub(
+        tmp_path, config=f"c.Spawner.cmd = {FAKE!r}\nc.Amalthea.allow_named_servers = True\n"
+    )
     try:
         api = httpx.Client(base_url=hub.api_url, headers=hub.admin_headers)
         page = browser.new_page()
@@ -63,6 +66,32 @@ def test_admin_adds_starts_stops_deletes(tmp_path, browser):
         row.get_by_role("button", name="stop").click()
         row.get_by_text("default: stopped").wait_for(timeout=30000)
         assert api.get("/users/webuser").json()["servers"] == {}
+
+        # the user's detail pane: a named server, an API token (shown once), a share
+        row.get_by_role("link", name="webuser").click()
+        page.wait_for_selector("#user-detail:not(.hidden)")
+        page.fill("#new-server-name", "gpu")
+        page.click("#new-server-submit")
+        row.get_by_text("gpu: running").wait_for(timeout=30000)
+        assert api.get("/users/webuser").json()["servers"]["gpu"]["ready"] is True
+
+        page.fill("#new-token-note", "made in the panel")
+        page.click("#new-token-submit")
+        page.wait_for_selector("#new-token-result:not(.hidden)")
+        token = page.text_content("#new-token-value")
+        r = httpx.get(hub.api_url + "/user", headers={"Authorization": f"token {token}"})
+        assert r.status_code == 200 and r.json()["name"] == "webuser"
+        page.locator("#detail-tokens").get_by_text("made in the panel").wait_for()
+
+        page.fill("#share-server", "gpu")
+        page.fill("#share-with", hub.admin_name)
+        page.click("#share-submit")
+        page.locator("#detail-shares").get_by_text(f"gpu → {hub.admin_name}").wait_for()
+        shares = api.get("/shares/webuser").json()["items"]
+        assert [(s["server"]["name"], s["user"]["name"]) for s in shares] == [
+            ("gpu", hub.admin_name)
+        ]
+        assert api.delete("/users/webuser/servers/gpu").status_code in (202, 204)
 
         page.fill("#search", "webus")  # search narrows the paginated list
         page.wait_for_function("document.querySelectorAll('#users-body tr').length === 1")
