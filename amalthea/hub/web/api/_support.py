@@ -34,12 +34,14 @@ def bad(message: str, status: int = 400) -> web.HTTPError:
     return web.HTTPError(status, reason=message)
 
 
-def check_names(value: Any, what: str) -> list[str]:
-    """A JSON list of non-empty strings, else 400 naming the key."""
+def check_names(value: Any, what: str, check_length: bool = True) -> list[str]:
+    """A JSON list of non-empty strings, else 400 naming the key. ``check_length=False`` when
+    the caller applies a stricter rule with its own message (new usernames: the
+    authenticator's ``validate_username``)."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad(f"{what} must be a list of strings")
     for v in value:
-        if not v or len(v) > MAX_NAME:
+        if not v or (check_length and len(v) > MAX_NAME):
             raise bad(f"Invalid name in {what}: {v[:80]!r} (1-{MAX_NAME} characters)")
     return list(dict.fromkeys(value))
 

@@ -17,7 +17,7 @@ from amalthea.hub import rbac
 from amalthea.hub.store import queries
 from amalthea.hub.store.models import Group, Server, User, user_group_map
 from amalthea.hub.store.reads import reader_for
-from amalthea.hub.web.api._support import RestHandler, bad, check_names
+from amalthea.hub.web.api._support import MAX_NAME, RestHandler, bad, check_names
 from amalthea.hub.web.api.views import ACTIVE, UserRow, UserView, load_users
 
 READ_USER_SCOPES = (
@@ -99,7 +99,7 @@ class UserListHandler(RestHandler):
     async def post(self) -> None:
         who = await self.need_any(["admin:users"])
         body = self.body_object({"usernames", "admin"}, required=True)
-        names = check_names(body.get("usernames"), "usernames")
+        names = check_names(body.get("usernames"), "usernames", check_length=False)
         admin = body.get("admin", False)
         if not isinstance(admin, bool):
             raise bad("admin must be true or false")
@@ -112,6 +112,8 @@ class UserListHandler(RestHandler):
         for raw in names:
             name = auth.normalize_username(raw)
             problem = auth.validate_username(name)
+            if not problem and len(name) > MAX_NAME:  # a custom validate_username allowed it
+                problem = f"The username {name[:80]!r} is too long (at most {MAX_NAME} characters)."
             if problem:
                 raise bad(f"Invalid usernames: {problem}")
             normalized.append(name)
