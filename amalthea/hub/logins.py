@@ -29,17 +29,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from amalthea.auth.base import Authenticator, AuthResult
 from amalthea.auth.state_crypto import AuthStateCrypto, DecryptError, check_config
 from amalthea.hub.store import queries
 from amalthea.hub.store.db import Database
 from amalthea.hub.store.models import Group, LocalAccount, LoginSession, User
+from amalthea.hub.store.reads import Reader
 
 __all__ = ["Logins", "rotate_stored_secrets"]
 
 log = logging.getLogger("amalthea.logins")
+
+_ID_AND_ADMIN = select(User.id, User.admin).where(User.name == bindparam("name"))
 
 
 def _overrides(auth: Authenticator, name: str) -> bool:
@@ -60,6 +63,7 @@ class Logins:
         self._refreshed: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._spawn_env: dict[tuple[str, str], dict[str, str]] = {}
+        self._reader: Reader | None = None
         #: called with a username whose permissions changed (identity cache invalidation)
         self.on_change: Callable[[str], None] = lambda _name: None
 
@@ -71,6 +75,10 @@ class Logins:
     # ---- at login ----------------------------------------------------------------------------
     async def apply(self, result: AuthResult) -> User:
         """Store what ``result`` says about the person; returns the user row (detached)."""
+        known = await self._unchanged_user(result)
+        if known is not None:
+            self._refreshed[result.name] = time.monotonic()
+            return known
         async with self.db.session() as s:
             user = await queries.get_or_create_user(s, result.name, result.admin)
             if result.user_info is not None:
@@ -82,6 +90,26 @@ class Logins:
             await s.commit()
         self._refreshed[result.name] = time.monotonic()
         return user
+
+    async def _unchanged_user(self, result: AuthResult) -> User | None:
+        """The common login (an existing person, nothing new to store) needs no write
+        transaction: one read on a synchronous read connection (``store.reads.Reader``) instead
+        of a session, a SELECT and a commit through aiosqlite's worker thread (~6 handoffs).
+        Returns a transient ``User`` carrying id, name and admin; None means "use apply"."""
+        if result.user_info is not None or (
+            self.crypto is not None and result.auth_state is not None
+        ):
+            return None
+        if self.auth.manage_groups and result.groups is not None:
+            return None
+        if self._reader is None:
+            self._reader = Reader(self.db.url)
+        found = await self._reader.run(
+            lambda conn: conn.execute(_ID_AND_ADMIN, {"name": result.name}).first()
+        )
+        if found is None or (result.admin is not None and found[1] != result.admin):
+            return None
+        return User(id=found[0], name=result.name, admin=found[1])
 
     async def _sync_groups(self, s: Any, user: User, names: Iterable[str]) -> None:
         wanted = {n[:255] for n in names if n}
