@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ from amalthea.hub.lifecycle.housekeeping import Housekeeper
 from amalthea.hub.oauth import OAuthProvider
 from amalthea.hub.security.identity import IdentityResolver
 from amalthea.hub.security.ratelimit import LoginThrottle
+from amalthea.hub.security.redact import redact_uri
 from amalthea.hub.security.secrets_file import load_or_create
 from amalthea.hub.security.tokens import hash_token, new_code
 from amalthea.hub.store import queries
@@ -464,12 +464,6 @@ def _origin(url: str) -> str:
 
 
 _access_log = logging.getLogger("amalthea.access")
-#: one-time secrets that travel in query strings (setup and password links, OAuth codes)
-_SECRET_QUERY = re.compile(r"([?&](?:code|token)=)[^&]*")
-
-
-def _redact(uri: str) -> str:
-    return _SECRET_QUERY.sub(r"\1[secret]", uri)
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -478,5 +472,5 @@ def _log_request(handler: web.RequestHandler) -> None:
     level = logging.DEBUG if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     if _access_log.isEnabledFor(level):
         req = handler.request
-        _access_log.log(level, "%d %s %s %.1fms", status, req.method, _redact(req.uri or ""),
+        _access_log.log(level, "%d %s %s %.1fms", status, req.method, redact_uri(req.uri or ""),
                         1000 * req.request_time())  # fmt: skip

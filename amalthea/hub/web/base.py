@@ -30,6 +30,7 @@ from amalthea.hub import rbac
 from amalthea.hub.context import HubContext
 from amalthea.hub.security import csrf
 from amalthea.hub.security.identity import Identity
+from amalthea.hub.security.redact import redact_uri
 from amalthea.hub.security.redirects import safe_next
 from amalthea.hub.store import queries
 from amalthea.hub.web import json_out
@@ -228,11 +229,13 @@ class BaseHandler(web.RequestHandler):
         message = None
         if isinstance(exc, web.HTTPError):
             message = exc.reason or exc.log_message
-        if status_code >= 500:
+        if status_code >= 500 and isinstance(exc, web.HTTPError):  # raised on purpose: no stack
+            log.warning("request %s: %d %s (%s %s)", self.request_id, status_code, message,
+                        self.request.method, redact_uri(self.request.uri or ""))  # fmt: skip
+        elif status_code >= 500:
             log.error("request %s failed (%s %s)", self.request_id, self.request.method,
-                      self.request.uri, exc_info=kwargs.get("exc_info"))  # fmt: skip
-            if not isinstance(exc, web.HTTPError):
-                message = None
+                      redact_uri(self.request.uri or ""), exc_info=kwargs.get("exc_info"))  # fmt: skip
+            message = None
         self.clear_header("Content-Type")
         if isinstance(exc, web.HTTPError) and exc.status_code in (401, 403, 404, 405, 429, 400):
             pass
@@ -255,9 +258,16 @@ class BaseHandler(web.RequestHandler):
         return accept.startswith("application/json")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # write_error logs every error it renders, once and with the request id (tornado's own
+        # "Uncaught exception" line would be a second copy); only a failure after the response
+        # was sent gets no error page, so only that one is logged here
+        if not (self._finished or self._headers_written):
+            return
         if isinstance(value, web.HTTPError) and value.status_code < 500:
             return
-        super().log_exception(typ, value, tb)
+        log.error("request %s failed after the response started (%s %s)", self.request_id,
+                  self.request.method, redact_uri(self.request.uri or ""),
+                  exc_info=(typ, value, tb))  # fmt: skip
 
 
 class APIHandler(BaseHandler):

@@ -47,7 +47,11 @@ class UserServerHandler(PageHandler):
             # the counter comes from the URL: garbage counts as a fresh start, not a 500
             redirects = int(raw) if raw.isdigit() and len(raw) < 6 else 0
             if redirects >= 4:
-                raise web.HTTPError(500, reason="Redirect loop detected.")
+                raise web.HTTPError(503, reason=(
+                    "Your server is running, but the hub sent you back to it several times and "
+                    "the proxy still does not route there (a redirect loop). The proxy may be "
+                    "restarting or out of sync: try again in a minute; if it persists, stop and "
+                    "start the server, or tell the administrator."))  # fmt: skip
             sep = "&" if "?" in original else "?"
             self.redirect(f"{original}{sep}redirects={redirects + 1}")
             return
