@@ -7,6 +7,7 @@ The page renders the list server-side; creating and revoking go through the REST
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -14,6 +15,14 @@ from sqlalchemy import delete, select
 from amalthea.hub.clock import isoformat, utcnow
 from amalthea.hub.store.models import APIToken, OAuthClient
 from amalthea.hub.web.base import PageHandler, authenticated
+
+
+def _when(moment: datetime | None) -> dict[str, str] | None:
+    """Shown to people as "2026-11-26 01:12 UTC" (stored times are naive UTC); the ISO form
+    goes into ``<time datetime>`` for machines."""
+    if moment is None:
+        return None
+    return {"iso": isoformat(moment) or "", "text": moment.strftime("%Y-%m-%d %H:%M UTC")}
 
 
 class TokenPageHandler(PageHandler):
@@ -39,8 +48,8 @@ class TokenPageHandler(PageHandler):
         oauth: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for tok, client in rows:
             model = {
-                "id": f"a{tok.id}", "note": tok.note, "created": isoformat(tok.created),
-                "last_activity": isoformat(tok.last_activity), "expires_at": isoformat(tok.expires_at),
+                "id": f"a{tok.id}", "note": tok.note, "created": _when(tok.created),
+                "last_activity": _when(tok.last_activity), "expires_at": _when(tok.expires_at),
                 "scopes": tok.scopes,
             }  # fmt: skip
             if tok.client_id == "jupyterhub":
