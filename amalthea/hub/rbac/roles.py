@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
@@ -167,7 +167,7 @@ async def _set_members(session: AsyncSession, role_id: int, spec: Mapping[str, A
             )
         if spec["name"] == "admin" and key == "users":
             await session.execute(
-                User.__table__.update().where(User.id.in_(ids)).values(admin=True)
+                update(User).where(User.id.in_(ids)).values(admin=True)
             )
 
 

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
@@ -59,7 +59,7 @@ def validate_spec(spec: Any, runtime: bool = False) -> dict[str, Any]:
         raise ServiceError(f"Service {name!r} has unknown keys {unknown}")
     if runtime and spec.get("command"):
         raise ServiceError("Managed services (with 'command') can only be defined in config")
-    checks = {
+    checks: dict[str, Any] = {
         "url": str, "api_token": str, "admin": bool, "command": list, "environment": dict,
         "cwd": str, "user": str, "oauth_client_id": str, "oauth_redirect_uri": str,
         "oauth_client_allowed_scopes": list, "oauth_no_confirm": bool, "info": dict,
@@ -164,7 +164,7 @@ class ServiceManager:
                        scopes=["inherit"], client_id="jupyterhub"))  # fmt: skip
         spec["_token"] = token
         await self._client(s, spec, hashed)
-        return row
+        return cast(Service, row)
 
     async def _client(self, s: Any, spec: dict[str, Any], secret_hash: str) -> None:
         name = spec["name"]

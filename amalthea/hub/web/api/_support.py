@@ -170,4 +170,5 @@ class RestHandler(APIHandler):
 async def user_id(session: Any, name: str) -> int | None:
     from amalthea.hub.store.models import User
 
-    return (await session.execute(select(User.id).where(User.name == name))).scalar()
+    found = (await session.execute(select(User.id).where(User.name == name))).scalar()
+    return None if found is None else int(found)

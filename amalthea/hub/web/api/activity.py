@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from dateutil.parser import isoparse
 from sqlalchemy import select
@@ -26,7 +26,7 @@ def _parse(value: Any, what: str) -> datetime:
         ts = ts.astimezone(UTC).replace(tzinfo=None)
     if ts > utcnow() + timedelta(minutes=59):
         raise web.HTTPError(400, reason=f"{what} is in the future: {value[:64]}")
-    return ts
+    return cast(datetime, ts)
 
 
 class ActivityHandler(APIHandler):

@@ -31,7 +31,7 @@ def check_display_name(value: Any) -> str:
         raise bad(f"display_name must be 1-{MAX_DISPLAY} printable characters")
     if value != value.strip() or "  " in value:
         raise bad("display_name must not have leading, trailing or double spaces")
-    return value
+    return str(value)
 
 
 class ServerRecordHandler(start_stop.ServerHandler, RestHandler):

@@ -252,7 +252,7 @@ class ServerCodesHandler(ShareCodeAPI):
                 cond.append(ShareCode.id == int(cid[3:]))
             result = await s.execute(delete(ShareCode).where(*cond))
             await s.commit()
-        if (code is not None or cid is not None) and not result.rowcount:
+        if (code is not None or cid is not None) and not getattr(result, "rowcount", 0):
             raise bad("No such share code", 404)
         self.write_empty(204)
 

@@ -9,7 +9,7 @@ authenticator first (how scripts bootstrap a token from a password).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, or_, select
 
@@ -211,7 +211,7 @@ class TokenHandler(RestHandler):
         )).scalar()  # fmt: skip
         if row is None:
             raise bad(f"No such token {token_id[:40]} for user {name[:80]}", 404)
-        return row
+        return cast(APIToken, row)
 
     async def get(self, name: str, token_id: str) -> None:
         await self.need_any(["read:tokens"], user=name)

@@ -162,7 +162,7 @@ class UserHandler(RestHandler):
         try:
             from amalthea.auth.state_crypto import AuthStateCrypto
 
-            return AuthStateCrypto.from_env().decrypt(blob)  # type: ignore[attr-defined]
+            return AuthStateCrypto.from_env().decrypt(blob)
         except Exception:  # no key configured or undecryptable: say nothing, as JupyterHub
             return None
 
@@ -233,7 +233,7 @@ class UserHandler(RestHandler):
         try:
             from amalthea.auth.state_crypto import AuthStateCrypto
 
-            return AuthStateCrypto.from_env().encrypt(state)  # type: ignore[attr-defined,no-any-return]
+            return AuthStateCrypto.from_env().encrypt(state)
         except Exception as e:
             raise bad(f"auth_state cannot be stored: encryption is not configured ({e})") from e
 

@@ -113,8 +113,9 @@ def server_model(urls: Urls, owner: str, s: ServerInfo, with_state: bool = False
 
 
 _USER_COLS = (User.id, User.name, User.admin, User.created, User.last_activity, User.user_info)
-_IDS = bindparam("ids", expanding=True)
-_LO, _HI = bindparam("lo"), bindparam("hi")
+_IDS: Any = bindparam("ids", expanding=True)
+_LO: Any = bindparam("lo")
+_HI: Any = bindparam("hi")
 _USERS_BY_ID = select(*_USER_COLS).where(User.id.in_(_IDS))
 
 
@@ -164,7 +165,7 @@ def load_users(
     else:
         if not user_ids:
             return []
-        rows = conn.execute(_USERS_BY_ID, {"ids": list(user_ids)}).all()
+        rows = list(conn.execute(_USERS_BY_ID, {"ids": list(user_ids)}).all())
         order = {uid: i for i, uid in enumerate(user_ids)}
         rows.sort(key=lambda r: order[r[0]])
         id_ordered = False
@@ -226,7 +227,9 @@ class UserView:
     def _ok(flt: rbac.Filters | None, user: str, groups: Iterable[str]) -> bool:
         return flt is not None and flt.allows_user(user, groups)
 
-    def _server_ok(self, flt: rbac.Filters | None, user: str, server: str, groups: list[str]):
+    def _server_ok(
+        self, flt: rbac.Filters | None, user: str, server: str, groups: list[str]
+    ) -> bool:
         if flt is None:
             return False
         return flt.allows_user(user, groups) or f"{user}/{server}" in flt.servers
@@ -300,7 +303,7 @@ def group_model(held: frozenset[str], name: str, users: list[str], properties: d
 
 async def load_groups(
     session: AsyncSession, group_ids: Sequence[int]
-) -> list[tuple[Group, list[str], list[str]]]:
+) -> list[tuple[Any, list[str], list[str]]]:
     """(group row, member names, role names) for each id, in order, in three queries."""
     if not group_ids:
         return []

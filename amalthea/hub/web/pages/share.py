@@ -6,6 +6,8 @@ them to the shared server. The code is checked on both steps (it may expire in b
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from tornado import web
 
@@ -16,7 +18,7 @@ from amalthea.hub.web.base import PageHandler, authenticated
 
 
 class AcceptShareHandler(PageHandler):
-    async def _code(self, code: str | None) -> tuple[object, str, Server]:
+    async def _code(self, code: str | None) -> tuple[Any, str, Server]:
         if not code:
             raise web.HTTPError(400, reason="The link has no share code (?code=...).")
         async with self.hub.db.session() as s:
