@@ -21,7 +21,7 @@ __all__ = ["main"]
 def _configure_logging(level: int) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr,
-        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
     )  # fmt: skip
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     if level > logging.DEBUG:

@@ -73,9 +73,19 @@ def load(group: str, name: str) -> type:
 class PluginType(Type):  # type: ignore[type-arg]
     """A ``Type`` trait that also accepts an entry-point short name."""
 
-    def __init__(self, group: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, group: str, *args: Any, shown_default: str | None = None, **kwargs: Any
+    ) -> None:
         self.group = group
+        #: the short name ``--help`` shows as the default when a ``@default`` method picks it
+        #: at runtime (otherwise help would show the base class, which is never used)
+        self.shown_default = shown_default
         super().__init__(*args, **kwargs)
+
+    def default_value_repr(self) -> str:
+        if self.shown_default is not None:
+            return repr(self.shown_default)
+        return str(super().default_value_repr())
 
     def validate(self, obj: Any, value: Any) -> Any:
         if isinstance(value, str):

@@ -102,16 +102,16 @@ class Amalthea(Application):
         "<data_dir>/amalthea_secrets.json.",
     ).tag(config=True)  # fmt: skip
     authenticator_class = PluginType(
-        AUTHENTICATORS, klass=Authenticator,
+        AUTHENTICATORS, klass=Authenticator, shown_default="local",
         help="Who may log in: a short name (local, dummy, pam, ldap, oidc, ...) or a class.",
     ).tag(config=True)  # fmt: skip
     spawner_class = PluginType(
-        SPAWNERS, klass=Spawner,
+        SPAWNERS, klass=Spawner, shown_default="local-shared",
         help="Where servers run: local (default as root with pam: each server as its Unix account), "
         "local-shared (default otherwise: as the hub's user, per-user dirs), docker, slurm, ...",
     ).tag(config=True)  # fmt: skip
     proxy_class = PluginType(
-        PROXIES, klass=object,
+        PROXIES, klass=object, shown_default="amalthea",
         help="The proxy: amalthea (our own) or chp (configurable-http-proxy).",
     ).tag(config=True)  # fmt: skip
     cleanup_servers = Bool(
