@@ -93,8 +93,12 @@ class RoutesAPI:
             try:
                 cutoff = _parse_since(since[0])
             except ValueError:
-                return Response(400, json.dumps(
-                    {"error": f"Invalid datestamp {since[0]!r}: expected ISO 8601"}).encode())
+                return Response(
+                    400,
+                    json.dumps(
+                        {"error": f"Invalid datestamp {since[0]!r}: expected ISO 8601"}
+                    ).encode(),
+                )
             routes = [r for r in routes if r.last_activity < cutoff]
         body = "{" + ", ".join([r.json_item() for r in routes]) + "}"
         return Response(200, body.encode())

@@ -19,15 +19,20 @@ from .server import ProxyServer
 
 __all__ = ["build_parser", "main"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="amalthea-proxy",
         description="HTTP/WebSocket reverse proxy with configurable-http-proxy's REST API. "
-                    "API token: environment variable CONFIGPROXY_AUTH_TOKEN.",
+        "API token: environment variable CONFIGPROXY_AUTH_TOKEN.",
     )
     for f in ProxyConfig.cli_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -36,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, action="store_true", help=f.metadata["help"])
         else:
             conv = int if f.type in ("int", int) else str
-            p.add_argument(flag, type=conv, default=default,
-                           help=f"{f.metadata['help']} (default: {default!r})")
+            p.add_argument(
+                flag,
+                type=conv,
+                default=default,
+                help=f"{f.metadata['help']} (default: {default!r})",
+            )
     p.add_argument("--pid-file", default="", help="Write the process id to this file")
     return p
 
@@ -53,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, args = config_from_args(argv)
     logging.basicConfig(
         level=_LEVELS.get(cfg.log_level.lower(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     if cfg.access_log:
         logging.getLogger("amalthea.proxy.access").setLevel(logging.INFO)

@@ -52,8 +52,9 @@ class _Response:
 class ProxyAPIClient:
     """Async client for ``/api/routes``; at most ``concurrency`` requests in flight."""
 
-    def __init__(self, api_url: str, token: str = "", concurrency: int = 10,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, api_url: str, token: str = "", concurrency: int = 10, timeout: float = 10.0
+    ) -> None:
         parts = urlsplit(api_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -62,8 +63,7 @@ class ProxyAPIClient:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._sem = asyncio.Semaphore(concurrency)
 
-    async def add_route(self, prefix: str, target: str, data: dict[str, Any] | None = None
-                        ) -> None:
+    async def add_route(self, prefix: str, target: str, data: dict[str, Any] | None = None) -> None:
         body = dict(data or {})
         body["target"] = target
         await self._request("POST", self._path(prefix), json.dumps(body).encode(), (201,))
@@ -98,29 +98,35 @@ class ProxyAPIClient:
     def _path(prefix: str) -> str:
         return "/api/routes" + quote("/" + prefix.strip("/"), safe="/@~")
 
-    async def _request(self, method: str, path: str, body: bytes, ok: tuple[int, ...]
-                       ) -> tuple[int, bytes]:
+    async def _request(
+        self, method: str, path: str, body: bytes, ok: tuple[int, ...]
+    ) -> tuple[int, bytes]:
         async with self._sem:
             for attempt in (0, 1):
                 try:
                     return await asyncio.wait_for(
-                        self._once(method, path, body, ok, fresh=attempt == 1), self.timeout)
+                        self._once(method, path, body, ok, fresh=attempt == 1), self.timeout
+                    )
                 except (OSError, asyncio.IncompleteReadError, ConnectionError) as e:
                     if attempt == 1:
-                        raise ProxyAPIError(599, f"cannot reach {self.host}:{self.port}: {e}"
-                                            ) from e
+                        raise ProxyAPIError(
+                            599, f"cannot reach {self.host}:{self.port}: {e}"
+                        ) from e
                 except TimeoutError as e:
                     raise ProxyAPIError(599, f"no answer in {self.timeout}s") from e
         raise AssertionError("unreachable")
 
-    async def _once(self, method: str, path: str, body: bytes, ok: tuple[int, ...],
-                    fresh: bool) -> tuple[int, bytes]:
+    async def _once(
+        self, method: str, path: str, body: bytes, ok: tuple[int, ...], fresh: bool
+    ) -> tuple[int, bytes]:
         if self._idle and not fresh:
             reader, writer = self._idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Length: {len(body)}\r\n")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        )
         if self.token:
             head += f"Authorization: token {self.token}\r\n"
         if body:
@@ -175,11 +181,18 @@ class ProxyProcess:
         return self.proc.returncode if self.proc.returncode is not None else -1
 
 
-async def start_proxy(port: int, api_port: int, *, ip: str = "127.0.0.1",
-                      api_ip: str = "127.0.0.1", token: str = "",
-                      extra_args: list[str] | None = None, ready_timeout: float = 15.0,
-                      env: dict[str, str] | None = None, log_path: str | None = None
-                      ) -> ProxyProcess:
+async def start_proxy(
+    port: int,
+    api_port: int,
+    *,
+    ip: str = "127.0.0.1",
+    api_ip: str = "127.0.0.1",
+    token: str = "",
+    extra_args: list[str] | None = None,
+    ready_timeout: float = 15.0,
+    env: dict[str, str] | None = None,
+    log_path: str | None = None,
+) -> ProxyProcess:
     """Start ``python -m amalthea.proxy`` and wait until ``GET /api/routes`` answers 200.
 
     The proxy's log goes to ``log_path`` (default: a temporary file, see
@@ -189,29 +202,43 @@ async def start_proxy(port: int, api_port: int, *, ip: str = "127.0.0.1",
     if log_path is None:
         fd, log_path = tempfile.mkstemp(prefix="amalthea-proxy-", suffix=".log")
         os.close(fd)
-    args = [sys.executable, "-m", "amalthea.proxy", "--ip", ip, "--port", str(port),
-            "--api-ip", api_ip, "--api-port", str(api_port), *(extra_args or [])]
+    args = [
+        sys.executable,
+        "-m",
+        "amalthea.proxy",
+        "--ip",
+        ip,
+        "--port",
+        str(port),
+        "--api-ip",
+        api_ip,
+        "--api-port",
+        str(api_port),
+        *(extra_args or []),
+    ]
     penv = dict(os.environ if env is None else env)
     penv["CONFIGPROXY_AUTH_TOKEN"] = token
     with open(log_path, "ab") as log:  # noqa: ASYNC230 - opening a log file is instant
         proc = await asyncio.create_subprocess_exec(*args, env=penv, stderr=log)
-    pp = ProxyProcess(proc, f"http://{ip}:{port}", f"http://{api_ip}:{api_port}", token,
-                      log_path, args)
+    pp = ProxyProcess(
+        proc, f"http://{ip}:{port}", f"http://{api_ip}:{api_port}", token, log_path, args
+    )
     client = pp.client()
     deadline = time.monotonic() + ready_timeout
     try:
         while True:
             if proc.returncode is not None:
-                raise RuntimeError(f"amalthea-proxy exited with {proc.returncode}: "
-                                   f"{pp.log_tail()}")
+                raise RuntimeError(f"amalthea-proxy exited with {proc.returncode}: {pp.log_tail()}")
             try:
                 await client.get_routes()
                 break
             except ProxyAPIError:
                 if time.monotonic() > deadline:
                     await pp.stop()
-                    raise RuntimeError(f"amalthea-proxy not ready after {ready_timeout}s: "
-                                       f"{' '.join(args)}\n{pp.log_tail()}") from None
+                    raise RuntimeError(
+                        f"amalthea-proxy not ready after {ready_timeout}s: "
+                        f"{' '.join(args)}\n{pp.log_tail()}"
+                    ) from None
                 await asyncio.sleep(0.05)
     finally:
         await client.close()

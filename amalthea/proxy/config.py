@@ -25,18 +25,26 @@ class ProxyConfig:
     metrics_ip: str = _opt("", "IP of the Prometheus metrics endpoint")
     metrics_port: int = _opt(0, "Port of the Prometheus metrics endpoint (0: off)")
     log_level: str = _opt("info", "Log level (debug, info, warn, error)")
-    timeout: int = _opt(0, "Milliseconds a request may go without traffic before it is "
-                           "dropped (0: never)")
-    proxy_timeout: int = _opt(0, "Milliseconds to wait for a target's response head after "
-                                 "the last request byte (0: forever)")
+    timeout: int = _opt(
+        0, "Milliseconds a request may go without traffic before it is dropped (0: never)"
+    )
+    proxy_timeout: int = _opt(
+        0,
+        "Milliseconds to wait for a target's response head after "
+        "the last request byte (0: forever)",
+    )
     keep_alive_timeout: int = _opt(5000, "Milliseconds an idle client connection is kept")
     host_routing: bool = _opt(False, "Route on Host: the first prefix segment is a hostname")
-    store: str = _opt("memory", "Route store: memory, file:PATH, sqlite:PATH or "
-                             "redis://host:port/db")
+    store: str = _opt(
+        "memory", "Route store: memory, file:PATH, sqlite:PATH or redis://host:port/db"
+    )
     max_connections: int = _opt(10000, "Most simultaneous client connections; more get 503")
     max_header_size: int = _opt(65536, "Bytes of request line + headers before a 431")
-    workers: int = _opt(1, "Processes serving the public port (SO_REUSEPORT); with more "
-                           "than 1, this process keeps the API, store and metrics")
+    workers: int = _opt(
+        1,
+        "Processes serving the public port (SO_REUSEPORT); with more "
+        "than 1, this process keeps the API, store and metrics",
+    )
     access_log: bool = _opt(False, "Write a JSON access-log line per request to stderr")
     auth_token: str = field(default="", metadata={"help": None})
 

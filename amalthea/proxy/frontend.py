@@ -41,8 +41,13 @@ class Frontend:
         ctx.proto_bytes = b"https" if tls else b"http"
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ClientConnection(ctx), cfg.ip or None, cfg.port, ssl=tls, backlog=2048,
-            reuse_address=True, reuse_port=reuse_port or None,
+            lambda: ClientConnection(ctx),
+            cfg.ip or None,
+            cfg.port,
+            ssl=tls,
+            backlog=2048,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         ctx.port_bytes = str(self.port).encode()
@@ -78,8 +83,12 @@ class Frontend:
                         conn.abort()
                 elif timeout and now - conn.last_io > timeout:
                     self._timed_out(conn, ex, 408)
-                elif (proxy_timeout and ex.upstream is not None and not ex.response_started
-                      and now - ex.sent_at > proxy_timeout):
+                elif (
+                    proxy_timeout
+                    and ex.upstream is not None
+                    and not ex.response_started
+                    and now - ex.sent_at > proxy_timeout
+                ):
                     self._timed_out(conn, ex, 504)
             for hook in self.on_sweep:
                 hook(now)
@@ -103,11 +112,13 @@ class Frontend:
 def tls_context(cfg: ProxyConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        ctx.load_cert_chain(cfg.ssl_cert, cfg.ssl_key,
-                            password=os.environ.get("CONFIGPROXY_SSL_KEY_PASSPHRASE"))
+        ctx.load_cert_chain(
+            cfg.ssl_cert, cfg.ssl_key, password=os.environ.get("CONFIGPROXY_SSL_KEY_PASSPHRASE")
+        )
     except (OSError, ssl.SSLError) as e:
-        raise ValueError(f"cannot load --ssl-cert {cfg.ssl_cert!r} / --ssl-key "
-                         f"{cfg.ssl_key!r}: {e}") from e
+        raise ValueError(
+            f"cannot load --ssl-cert {cfg.ssl_cert!r} / --ssl-key {cfg.ssl_key!r}: {e}"
+        ) from e
     return ctx
 
 

@@ -40,12 +40,20 @@ log = logging.getLogger("amalthea.proxy")
 access_log = logging.getLogger("amalthea.proxy.access")
 
 # Headers that describe one connection, not the message; never forwarded as received.
-_HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade",
-})
-_XFWD = frozenset({b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto",
-                   b"x-forwarded-host"})
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_XFWD = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto", b"x-forwarded-host"}
+)
 
 _PAUSE_CONNECT = 1
 _PAUSE_QUEUE = 2
@@ -67,10 +75,32 @@ class Exchange:
     """One request and its response, from the client's point of view."""
 
     __slots__ = (
-        "chunked", "cl_count", "conn_tokens", "deferred", "discard_body", "head", "headers",
-        "host", "http10", "is_head", "keep_alive", "method", "pending", "request_done",
-        "response_started", "retried", "route", "sent_at", "started", "status", "te",
-        "upgrade", "upgrade_value", "upstream", "url", "xfwd",
+        "chunked",
+        "cl_count",
+        "conn_tokens",
+        "deferred",
+        "discard_body",
+        "head",
+        "headers",
+        "host",
+        "http10",
+        "is_head",
+        "keep_alive",
+        "method",
+        "pending",
+        "request_done",
+        "response_started",
+        "retried",
+        "route",
+        "sent_at",
+        "started",
+        "status",
+        "te",
+        "upgrade",
+        "upgrade_value",
+        "upstream",
+        "url",
+        "xfwd",
     )
 
     def __init__(self, now: float) -> None:
@@ -149,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
-            rest = data[e.args[0]:]
+            rest = data[e.args[0] :]
             ex = self.cur
             if ex is not None and rest:
                 ex.pending.append(rest)
@@ -291,16 +321,23 @@ class ClientConnection(asyncio.Protocol):
         path = ex.url.split(b"?", 1)[0]
         if path == b"/_chp_healthz" or path == b"/_amalthea/health":
             body = _HEALTH_BODY if path == b"/_chp_healthz" else _OWN_HEALTH_BODY
-            return self._local(ex, simple_response(
-                200, body, b"application/json", head_only=ex.is_head))
+            return self._local(
+                ex, simple_response(200, body, b"application/json", head_only=ex.is_head)
+            )
         try:
             segments = request_segments(path)
         except BadPath:
             ctx.stats.bad_requests += 1
             ex.keep_alive = False
-            return self._local(ex, simple_response(
-                400, error_page(400, "dot segments are not allowed in paths"),
-                b"text/html; charset=utf-8", close=True))
+            return self._local(
+                ex,
+                simple_response(
+                    400,
+                    error_page(400, "dot segments are not allowed in paths"),
+                    b"text/html; charset=utf-8",
+                    close=True,
+                ),
+            )
         if ctx.config.host_routing and ex.host:
             segments.insert(0, ex.host.rsplit(b":", 1)[0].decode("latin-1").lower())
         route = ctx.table.find(segments)
@@ -328,8 +365,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             up = await self.ctx.pool.connect(ex.route.target)
         except (OSError, TimeoutError) as e:
-            log.info("target %s for %s unreachable: %s", ex.route.target.url,
-                     ex.route.prefix, e)
+            log.info("target %s for %s unreachable: %s", ex.route.target.url, ex.route.prefix, e)
             self.task = None
             self._upstream_failed(ex, 503)
             return
@@ -366,9 +402,17 @@ class ClientConnection(asyncio.Protocol):
         old = xf.get(b"x-forwarded-proto")
         xfproto = old + b"," + ctx.proto_bytes if old else ctx.proto_bytes
         extra = [
-            b"Host: ", ex.host, b"\r\nX-Forwarded-For: ", xff,
-            b"\r\nX-Forwarded-Port: ", xfport, b"\r\nX-Forwarded-Proto: ", xfproto,
-            b"\r\nX-Forwarded-Host: ", xf.get(b"x-forwarded-host") or ex.host, b"\r\n",
+            b"Host: ",
+            ex.host,
+            b"\r\nX-Forwarded-For: ",
+            xff,
+            b"\r\nX-Forwarded-Port: ",
+            xfport,
+            b"\r\nX-Forwarded-Proto: ",
+            xfproto,
+            b"\r\nX-Forwarded-Host: ",
+            xf.get(b"x-forwarded-host") or ex.host,
+            b"\r\n",
         ]
         if ex.upgrade:
             extra += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade_value, b"\r\n")
@@ -385,7 +429,7 @@ class ClientConnection(asyncio.Protocol):
         h = ex.headers
         for i in range(0, len(h), 4):
             if h[i].lower() not in listed:
-                out += h[i:i + 4]
+                out += h[i : i + 4]
         return out
 
     # -- answers the proxy makes itself ------------------------------------------------
@@ -411,16 +455,24 @@ class ClientConnection(asyncio.Protocol):
         if ex.upgrade:
             # As CHP: an upgrade request gets a bare status line and the connection closes.
             ex.keep_alive = False
-            return self._local(ex, b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\n"
-                               b"Connection: close\r\n\r\n"
-                               % (status, b"Not Found" if status == 404 else b"Error"))
+            return self._local(
+                ex,
+                b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"
+                % (status, b"Not Found" if status == 404 else b"Error"),
+            )
         target = self.ctx.config.error_target
         if target:
             self.task = asyncio.get_running_loop().create_task(
-                self._error_from_target(ex, status, target))
+                self._error_from_target(ex, status, target)
+            )
             return None
-        return self._local(ex, simple_response(
-            status, error_page(status), b"text/html; charset=utf-8", head_only=ex.is_head))
+        return self._local(
+            ex,
+            simple_response(
+                status, error_page(status), b"text/html; charset=utf-8", head_only=ex.is_head
+            ),
+        )
 
     async def _error_from_target(self, ex: Exchange, status: int, target: str) -> None:
         try:
@@ -447,8 +499,9 @@ class ClientConnection(asyncio.Protocol):
         log.debug("rejecting request from %s: %s", self.client_ip, detail)
         if self.active is None or not self.active.response_started:
             body = error_page(status, detail)
-            self.transport.write(simple_response(status, body, b"text/html; charset=utf-8",
-                                                 close=True))
+            self.transport.write(
+                simple_response(status, body, b"text/html; charset=utf-8", close=True)
+            )
         self.abort()
 
     # -- called by the target side -----------------------------------------------------
@@ -479,8 +532,7 @@ class ClientConnection(asyncio.Protocol):
         if ex is not self.active or self.closed:
             return
         if not ex.response_started:
-            replayable = (ex.request_done and not ex.chunked and not ex.upgrade
-                          and ex.cl_count == 0)
+            replayable = ex.request_done and not ex.chunked and not ex.upgrade and ex.cl_count == 0
             if up.reused and not ex.retried and replayable:
                 # A pooled connection the target had just closed: safe to try once more.
                 ex.retried = True
@@ -544,12 +596,16 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _log_access(self, ex: Exchange) -> None:
-        access_log.info(json.dumps({
-            "ts": round(time.time(), 3),
-            "client": self.client_ip.decode(),
-            "method": ex.method.decode("latin-1"),
-            "url": ex.url.decode("latin-1"),
-            "status": ex.status,
-            "route": ex.route.prefix if ex.route else None,
-            "ms": round((time.time() - ex.started) * 1000, 1),
-        }))
+        access_log.info(
+            json.dumps(
+                {
+                    "ts": round(time.time(), 3),
+                    "client": self.client_ip.decode(),
+                    "method": ex.method.decode("latin-1"),
+                    "url": ex.url.decode("latin-1"),
+                    "status": ex.status,
+                    "route": ex.route.prefix if ex.route else None,
+                    "ms": round((time.time() - ex.started) * 1000, 1),
+                }
+            )
+        )

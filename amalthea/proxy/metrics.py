@@ -25,8 +25,13 @@ class Stats:
     status: Counter[int] = field(default_factory=Counter)
     api: Counter[tuple[str, int]] = field(default_factory=Counter)
 
-    _PLAIN = ("requests_web", "requests_ws", "rejected_connections", "bad_requests",
-              "upstream_errors")
+    _PLAIN = (
+        "requests_web",
+        "requests_ws",
+        "rejected_connections",
+        "bad_requests",
+        "upstream_errors",
+    )
 
     def snapshot(self) -> dict[str, Any]:
         """The proxying counters as JSON (a worker sends this to its supervisor)."""
@@ -51,24 +56,30 @@ class _Collector:
 
         s = self.stats
         p = "amalthea_proxy_"
-        yield CounterMetricFamily(p + "requests_web", "HTTP requests proxied",
-                                  value=s.requests_web)
-        yield CounterMetricFamily(p + "requests_ws", "Upgrade requests proxied",
-                                  value=s.requests_ws)
-        yield CounterMetricFamily(p + "rejected_connections",
-                                  "Connections refused over --max-connections",
-                                  value=s.rejected_connections)
-        yield CounterMetricFamily(p + "bad_requests", "Requests answered 400/431 as malformed",
-                                  value=s.bad_requests)
-        yield CounterMetricFamily(p + "upstream_errors", "Targets that failed or timed out",
-                                  value=s.upstream_errors)
-        c = CounterMetricFamily(p + "requests_proxy", "Answers to proxied requests",
-                                labels=["status"])
+        yield CounterMetricFamily(p + "requests_web", "HTTP requests proxied", value=s.requests_web)
+        yield CounterMetricFamily(
+            p + "requests_ws", "Upgrade requests proxied", value=s.requests_ws
+        )
+        yield CounterMetricFamily(
+            p + "rejected_connections",
+            "Connections refused over --max-connections",
+            value=s.rejected_connections,
+        )
+        yield CounterMetricFamily(
+            p + "bad_requests", "Requests answered 400/431 as malformed", value=s.bad_requests
+        )
+        yield CounterMetricFamily(
+            p + "upstream_errors", "Targets that failed or timed out", value=s.upstream_errors
+        )
+        c = CounterMetricFamily(
+            p + "requests_proxy", "Answers to proxied requests", labels=["status"]
+        )
         for code, n in sorted(s.status.items()):
             c.add_metric([str(code)], n)
         yield c
-        c = CounterMetricFamily(p + "requests_api", "REST API requests",
-                                labels=["method", "status"])
+        c = CounterMetricFamily(
+            p + "requests_api", "REST API requests", labels=["method", "status"]
+        )
         for (method, code), n in sorted(s.api.items()):
             c.add_metric([method, str(code)], n)
         yield c

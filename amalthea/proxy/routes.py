@@ -70,7 +70,8 @@ def format_timestamp(epoch: float) -> str:
     """ISO 8601 in UTC with milliseconds and ``Z``, as CHP returns ``last_activity``."""
     secs = int(epoch)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + (
-        f".{int((epoch - secs) * 1000):03d}Z")
+        f".{int((epoch - secs) * 1000):03d}Z"
+    )
 
 
 @dataclass(eq=False)
@@ -136,9 +137,7 @@ class RouteTable:
     def get(self, prefix: str) -> Route | None:
         return self._by_prefix.get(canonical_prefix(prefix))
 
-    def add(
-        self, prefix: str, data: dict[str, Any], last_activity: float | None = None
-    ) -> Route:
+    def add(self, prefix: str, data: dict[str, Any], last_activity: float | None = None) -> Route:
         """Add or replace the route at ``prefix``; ``data['target']`` must be a valid target.
 
         Raises ``ValueError`` (from :func:`parse_target`) for a bad target, before any change.

@@ -60,14 +60,18 @@ class ProxyServer:
             await self.frontend.start()
             self.port = self.frontend.port
         api_port = cfg.api_port or (cfg.port + 1 if cfg.port else 0)
-        api = await loop.create_server(lambda: SmallHTTPProtocol(self.api), cfg.api_ip,
-                                       api_port, reuse_address=True)
+        api = await loop.create_server(
+            lambda: SmallHTTPProtocol(self.api), cfg.api_ip, api_port, reuse_address=True
+        )
         self._servers.append(api)
         self.api_port = api.sockets[0].getsockname()[1]
         if cfg.metrics_port:
-            metrics = await loop.create_server(lambda: SmallHTTPProtocol(self._metrics),
-                                               cfg.metrics_ip or None, cfg.metrics_port,
-                                               reuse_address=True)
+            metrics = await loop.create_server(
+                lambda: SmallHTTPProtocol(self._metrics),
+                cfg.metrics_ip or None,
+                cfg.metrics_port,
+                reuse_address=True,
+            )
             self._servers.append(metrics)
             self.metrics_port = metrics.sockets[0].getsockname()[1]
         self._tasks.append(loop.create_task(self._maintain()))
@@ -77,10 +81,17 @@ class ProxyServer:
             self._tasks.append(loop.create_task(follow(self.ctx.table)))
         if not cfg.auth_token:
             log.warning("REST API without authentication: CONFIGPROXY_AUTH_TOKEN is not set")
-        log.info("proxying %s://%s:%d (%d worker%s), API on http://%s:%d, %d routes loaded",
-                 "https" if cfg.tls else "http", cfg.ip or "*", self.port, cfg.workers,
-                 "s" if cfg.workers > 1 else "", cfg.api_ip, self.api_port,
-                 len(self.ctx.table))
+        log.info(
+            "proxying %s://%s:%d (%d worker%s), API on http://%s:%d, %d routes loaded",
+            "https" if cfg.tls else "http",
+            cfg.ip or "*",
+            self.port,
+            cfg.workers,
+            "s" if cfg.workers > 1 else "",
+            cfg.api_ip,
+            self.api_port,
+            len(self.ctx.table),
+        )
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
@@ -155,4 +166,3 @@ def _pick_port(ip: str) -> int:
     with socket.socket() as s:
         s.bind((ip or "0.0.0.0", 0))
         return int(s.getsockname()[1])
-

@@ -86,7 +86,8 @@ class SmallHTTPProtocol(asyncio.Protocol):
         req.body = b"".join(self.body)
         resp = self.handler(req)
         keep = self.parser.should_keep_alive()
-        self.transport.write(simple_response(resp.status, resp.body, resp.content_type,
-                                             close=not keep))
+        self.transport.write(
+            simple_response(resp.status, resp.body, resp.content_type, close=not keep)
+        )
         if not keep:
             self.transport.close()

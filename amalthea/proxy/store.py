@@ -143,8 +143,8 @@ class SqliteStore:
 
     def put(self, prefix: str, data: dict[str, Any], last_activity: float) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?)", (prefix, json.dumps(data),
-                                                               last_activity)
+            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?)",
+            (prefix, json.dumps(data), last_activity),
         )
 
     def delete(self, prefix: str) -> None:
@@ -172,5 +172,6 @@ def open_store(spec: str) -> RouteStore:
         from .store_redis import RedisStore
 
         return RedisStore(spec)
-    raise ValueError(f"--store {spec!r}: expected memory, file:PATH, sqlite:PATH or "
-                     "redis://host:port/db")
+    raise ValueError(
+        f"--store {spec!r}: expected memory, file:PATH, sqlite:PATH or redis://host:port/db"
+    )

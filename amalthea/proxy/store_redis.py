@@ -38,8 +38,9 @@ class RedisStore:
         try:
             import redis
         except ImportError as e:
-            raise ValueError("--store redis://... needs the redis package: "
-                             "pip install 'amalthea[redis]'") from e
+            raise ValueError(
+                "--store redis://... needs the redis package: pip install 'amalthea[redis]'"
+            ) from e
         parts = urlsplit(url)
         name = parse_qs(parts.query).get("prefix", ["amalthea-proxy"])[0]
         self.url = urlunsplit(parts._replace(query=""))
@@ -55,7 +56,8 @@ class RedisStore:
         try:
             routes: dict[bytes, bytes] = self._r.hgetall(self.routes_key)  # type: ignore[assignment]
             scores: list[tuple[bytes, float]] = self._r.zrange(  # type: ignore[assignment]
-                self.activity_key, 0, -1, withscores=True)
+                self.activity_key, 0, -1, withscores=True
+            )
             activity = dict(scores)
         except Exception as e:  # redis raises its own ConnectionError hierarchy
             raise ValueError(f"cannot read routes from {self.url}: {e}") from e
@@ -69,8 +71,7 @@ class RedisStore:
         p = self._r.pipeline()
         p.hset(self.routes_key, prefix, json.dumps(data))
         p.zadd(self.activity_key, {prefix: last_activity})
-        p.publish(self.channel, json.dumps({"op": "put", "prefix": prefix,
-                                            "from": self.replica}))
+        p.publish(self.channel, json.dumps({"op": "put", "prefix": prefix, "from": self.replica}))
         p.execute()
         self._pushed[prefix] = last_activity
 
@@ -78,8 +79,7 @@ class RedisStore:
         p = self._r.pipeline()
         p.hdel(self.routes_key, prefix)
         p.zrem(self.activity_key, prefix)
-        p.publish(self.channel, json.dumps({"op": "del", "prefix": prefix,
-                                            "from": self.replica}))
+        p.publish(self.channel, json.dumps({"op": "del", "prefix": prefix, "from": self.replica}))
         p.execute()
         self._pushed.pop(prefix, None)
 
@@ -113,8 +113,9 @@ class RedisStore:
             loop = asyncio.get_running_loop()
             next_sync = loop.time() + SYNC_INTERVAL
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                               timeout=SYNC_INTERVAL)
+                msg = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=SYNC_INTERVAL
+                )
                 if msg is not None:
                     await self._apply(client, table, json.loads(msg["data"]))
                 if loop.time() >= next_sync:
@@ -138,8 +139,9 @@ class RedisStore:
     async def _resync(self, client: Any, table: RouteTable) -> None:
         routes = await client.hgetall(self.routes_key)
         activity = dict(await client.zrange(self.activity_key, 0, -1, withscores=True))
-        wanted = {p.decode(): (json.loads(d), float(activity.get(p, 0.0)))
-                  for p, d in routes.items()}
+        wanted = {
+            p.decode(): (json.loads(d), float(activity.get(p, 0.0))) for p, d in routes.items()
+        }
         for route in table:
             if route.prefix not in wanted:
                 table.remove(route.prefix)
@@ -156,8 +158,11 @@ class RedisStore:
             log.error("ignoring route %s from Redis: %s", prefix, e)
 
     async def _sync_activity(self, client: Any, table: RouteTable) -> None:
-        fresh = {r.prefix: r.last_activity for r in table
-                 if r.last_activity > self._pushed.get(r.prefix, 0.0)}
+        fresh = {
+            r.prefix: r.last_activity
+            for r in table
+            if r.last_activity > self._pushed.get(r.prefix, 0.0)
+        }
         if fresh:
             await client.zadd(self.activity_key, fresh, gt=True)
             self._pushed.update(fresh)

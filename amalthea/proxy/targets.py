@@ -48,17 +48,20 @@ def _parse(url: str) -> Target:
     if parts.scheme in ("http+unix", "unix+http"):
         sock = unquote(parts.netloc)
         if not sock.startswith("/"):
-            raise ValueError(f"Bad unix-socket target {url!r}: host part must be an encoded "
-                             "absolute path, e.g. http+unix://%2Frun%2Fapp.sock")
+            raise ValueError(
+                f"Bad unix-socket target {url!r}: host part must be an encoded "
+                "absolute path, e.g. http+unix://%2Frun%2Fapp.sock"
+            )
         return Target(url, ("unix", sock), unix_path=sock, path_prefix=prefix)
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise ValueError(f"Bad target {url!r}: expected http://host:port, https://host:port, "
-                         "http+unix://%2Fpath%2Fto.sock or unix:/path/to.sock")
+        raise ValueError(
+            f"Bad target {url!r}: expected http://host:port, https://host:port, "
+            "http+unix://%2Fpath%2Fto.sock or unix:/path/to.sock"
+        )
     tls = parts.scheme in ("https", "wss")
     try:
         port = parts.port or (443 if tls else 80)
     except ValueError as e:
         raise ValueError(f"Bad target {url!r}: {e}") from e
     host = parts.hostname
-    return Target(url, ("tcp", host, port, tls), host=host, port=port, tls=tls,
-                  path_prefix=prefix)
+    return Target(url, ("tcp", host, port, tls), host=host, port=port, tls=tls, path_prefix=prefix)

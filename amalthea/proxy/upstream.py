@@ -139,8 +139,7 @@ class UpstreamConnection(asyncio.Protocol):
         client = self.client
         self.client = self.exchange = None
         keep = (
-            ex.request_done and not ex.upgrade and not ex.http10
-            and self.parser.should_keep_alive()
+            ex.request_done and not ex.upgrade and not ex.http10 and self.parser.should_keep_alive()
         )
         if keep:
             self.resume_reading()
@@ -191,7 +190,9 @@ class UpstreamPool:
             coro = loop.create_unix_connection(factory, target.unix_path)
         else:
             coro = loop.create_connection(
-                factory, target.host, target.port,
+                factory,
+                target.host,
+                target.port,
                 ssl=self._tls if target.tls else None,
                 server_hostname=target.host if target.tls else None,
             )

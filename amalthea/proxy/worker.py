@@ -49,11 +49,18 @@ async def run(fd: int, config: ProxyConfig) -> None:
         ticks += 1
         if ticks % REPORT_EVERY:
             return
-        fresh = {r.prefix: r.last_activity for r in ctx.table
-                 if r.last_activity > reported.get(r.prefix, 0.0)}
+        fresh = {
+            r.prefix: r.last_activity
+            for r in ctx.table
+            if r.last_activity > reported.get(r.prefix, 0.0)
+        }
         reported.update(fresh)
-        writer.write((json.dumps({"op": "report", "activity": fresh,
-                                  "stats": ctx.stats.snapshot()}) + "\n").encode())
+        writer.write(
+            (
+                json.dumps({"op": "report", "activity": fresh, "stats": ctx.stats.snapshot()})
+                + "\n"
+            ).encode()
+        )
 
     frontend.on_sweep.append(report)
     await frontend.start(reuse_port=True)
@@ -80,10 +87,13 @@ async def run(fd: int, config: ProxyConfig) -> None:
 def main() -> None:
     spec = json.loads(os.environ.pop("AMALTHEA_PROXY_WORKER"))
     config = ProxyConfig(**spec["config"])
-    logging.basicConfig(level=config.log_level.upper() if config.log_level.upper() in (
-        "DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
+    logging.basicConfig(
+        level=config.log_level.upper()
+        if config.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+        else "INFO",
         format=f"%(asctime)s %(levelname)s worker{spec['index']} %(name)s: %(message)s",
-        stream=sys.stderr)
+        stream=sys.stderr,
+    )
     if config.access_log:
         logging.getLogger("amalthea.proxy.access").setLevel(logging.INFO)
     try:

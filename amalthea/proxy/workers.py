@@ -40,8 +40,12 @@ READY_TIMEOUT = 20.0
 
 
 def put_message(route: Route) -> bytes:
-    return (json.dumps({"op": "put", "prefix": route.prefix, "data": route.data,
-                        "ts": route.last_activity}) + "\n").encode()
+    return (
+        json.dumps(
+            {"op": "put", "prefix": route.prefix, "data": route.data, "ts": route.last_activity}
+        )
+        + "\n"
+    ).encode()
 
 
 class WorkerPool:
@@ -67,8 +71,9 @@ class WorkerPool:
             await asyncio.gather(*waits)
         except TimeoutError:
             await self.stop()
-            raise RuntimeError(f"workers not listening after {READY_TIMEOUT}s; see their "
-                               "log lines above") from None
+            raise RuntimeError(
+                f"workers not listening after {READY_TIMEOUT}s; see their log lines above"
+            ) from None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -95,8 +100,11 @@ class WorkerPool:
 
     # -- internals ---------------------------------------------------------------------
     def _broadcast(self, prefix: str, route: Route | None) -> None:
-        line = put_message(route) if route is not None else (
-            json.dumps({"op": "del", "prefix": prefix}) + "\n").encode()
+        line = (
+            put_message(route)
+            if route is not None
+            else (json.dumps({"op": "del", "prefix": prefix}) + "\n").encode()
+        )
         for w in self._writers.values():
             w.write(line)
 
@@ -104,11 +112,13 @@ class WorkerPool:
         while not self._stopping:
             parent, child = socket.socketpair()
             cfg = dict(asdict(self.config), auth_token="", workers=1)
-            env = dict(os.environ, AMALTHEA_PROXY_WORKER=json.dumps(
-                {"fd": child.fileno(), "index": i, "config": cfg}))
+            env = dict(
+                os.environ,
+                AMALTHEA_PROXY_WORKER=json.dumps({"fd": child.fileno(), "index": i, "config": cfg}),
+            )
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "amalthea.proxy.worker", env=env,
-                pass_fds=(child.fileno(),))
+                sys.executable, "-m", "amalthea.proxy.worker", env=env, pass_fds=(child.fileno(),)
+            )
             child.close()
             self._procs[i] = proc
             reader, writer = await asyncio.open_unix_connection(sock=parent)
@@ -127,8 +137,7 @@ class WorkerPool:
             code = await proc.wait()
             self._stats.pop(i, None)
             if not self._stopping:
-                log.error("worker %d (pid %d) exited with %s; starting it again", i, proc.pid,
-                          code)
+                log.error("worker %d (pid %d) exited with %s; starting it again", i, proc.pid, code)
                 await asyncio.sleep(0.5)
 
     def _handle(self, i: int, msg: dict[str, Any]) -> None:

@@ -45,14 +45,19 @@ def ensure_tools() -> Path:
     if not (shutil.which("wrk") and shutil.which("nginx")):
         print("installing nginx-light and wrk with apt-get ...", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light", "wrk"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "nginx-light", "wrk"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     chp = WORK / "node_modules" / ".bin" / "configurable-http-proxy"
     if not chp.exists():
         print("installing configurable-http-proxy@5 with npm ...", flush=True)
         WORK.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--silent", "--prefix", str(WORK),
-                        "configurable-http-proxy@5"], check=True)
+        subprocess.run(
+            ["npm", "install", "--silent", "--prefix", str(WORK), "configurable-http-proxy@5"],
+            check=True,
+        )
     try:
         import websockets  # noqa: F401
     except ImportError:
@@ -80,19 +85,25 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 def nginx_conf(d: Path, port: int, upstream: int | None, ws_port: int | None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     if upstream is None:
-        server = (f"server {{ listen 127.0.0.1:{port}; location / {{ default_type "
-                  f"application/json; return 200 '{BODY}'; }} }}")
+        server = (
+            f"server {{ listen 127.0.0.1:{port}; location / {{ default_type "
+            f"application/json; return 200 '{BODY}'; }} }}"
+        )
         extra = ""
     else:
-        extra = (f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
-                 "map $http_upgrade $conn_upgrade { default upgrade; '' ''; }\n")
-        server = (f"server {{ listen 127.0.0.1:{port};\n"
-                  f"  location /ws {{ proxy_pass http://127.0.0.1:{ws_port}; "
-                  "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
-                  "proxy_set_header Connection $conn_upgrade; proxy_read_timeout 1h; }\n"
-                  "  location / { proxy_pass http://up; proxy_http_version 1.1; "
-                  "proxy_set_header Connection ''; proxy_set_header Host $host; "
-                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } }")
+        extra = (
+            f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
+            "map $http_upgrade $conn_upgrade { default upgrade; '' ''; }\n"
+        )
+        server = (
+            f"server {{ listen 127.0.0.1:{port};\n"
+            f"  location /ws {{ proxy_pass http://127.0.0.1:{ws_port}; "
+            "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
+            "proxy_set_header Connection $conn_upgrade; proxy_read_timeout 1h; }\n"
+            "  location / { proxy_pass http://up; proxy_http_version 1.1; "
+            "proxy_set_header Connection ''; proxy_set_header Host $host; "
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } }"
+        )
     conf = d / "nginx.conf"
     conf.write_text(f"""worker_processes 1;
 daemon off;
@@ -140,11 +151,13 @@ class Proc:
                 self.popen.wait()
 
 
-def spawn(name: str, args: list[str], port: int, api_port: int = 0,
-          env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    name: str, args: list[str], port: int, api_port: int = 0, env: dict[str, str] | None = None
+) -> Proc:
     log = open(WORK / f"{name}.log", "ab")
-    p = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, **(env or {})},
-                         start_new_session=True)
+    p = subprocess.Popen(
+        args, stdout=log, stderr=log, env={**os.environ, **(env or {})}, start_new_session=True
+    )
     wait_port(port)
     if api_port:
         wait_port(api_port)
@@ -209,17 +222,34 @@ def wrk(port: int, paths: list[str], conns: int, duration: float) -> dict[str, f
     script = WORK / f"wrk-{len(paths)}.lua"
     script.write_text(WRK_LUA % ", ".join(json.dumps(p) for p in paths))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "-s", str(script),
-         f"http://127.0.0.1:{port}{paths[0]}"], capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{max(1, round(duration))}s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{paths[0]}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     reqs, dur_us, p50, p99, errors, non2xx = (int(v) for v in line.split()[1:])
-    return {"rps": reqs / (dur_us / 1e6), "requests": reqs, "p50_ms": p50 / 1000,
-            "p99_ms": p99 / 1000, "errors": errors, "non2xx": non2xx}
+    return {
+        "rps": reqs / (dur_us / 1e6),
+        "requests": reqs,
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": errors,
+        "non2xx": non2xx,
+    }
 
 
-def measure_http(proc: Proc | None, port: int, paths: list[str], conns: int,
-                 duration: float) -> dict[str, float]:
+def measure_http(
+    proc: Proc | None, port: int, paths: list[str], conns: int, duration: float
+) -> dict[str, float]:
     wrk(port, paths, conns, min(2.0, duration))  # warm-up
     cpu0 = cpu_seconds(proc.popen.pid) if proc else 0.0
     r = wrk(port, paths, conns, duration)
@@ -256,9 +286,13 @@ def register_routes(api_port: int, n: int, upstream: int, ws_port: int) -> dict[
     get_ms = (time.perf_counter() - t1) * 1000
     conn.close()
     times.sort()
-    return {"add_p50_ms": statistics.median(times) * 1000,
-            "add_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
-            "register_s": total, "get_all_ms": get_ms, "get_all_kb": len(listing) / 1024}
+    return {
+        "add_p50_ms": statistics.median(times) * 1000,
+        "add_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        "register_s": total,
+        "get_all_ms": get_ms,
+        "get_all_kb": len(listing) / 1024,
+    }
 
 
 def route_paths(n: int) -> list[str]:
@@ -304,8 +338,11 @@ async def ws_measure(url: str, proc: Proc | None, seconds: float) -> dict[str, f
     t0 = time.monotonic()
     await asyncio.gather(*(pump() for _ in range(10)))
     elapsed = time.monotonic() - t0
-    out = {"rtt_p50_us": rtts[len(rtts) // 2] * 1e6, "rtt_p99_us": rtts[int(len(rtts) * .99)] * 1e6,
-           "msgs_per_s": count / elapsed}
+    out = {
+        "rtt_p50_us": rtts[len(rtts) // 2] * 1e6,
+        "rtt_p99_us": rtts[int(len(rtts) * 0.99)] * 1e6,
+        "msgs_per_s": count / elapsed,
+    }
     if proc:
         out["ws_cpu_ms_per_1k"] = (cpu_seconds(proc.popen.pid) - cpu0) * 1e6 / max(count, 1)
     return out
@@ -326,25 +363,62 @@ def start_target(name: str, env: Env) -> Proc:
         conf = nginx_conf(WORK / "nginx-proxy", port, env.upstream, env.ws_port)
         return spawn(name, ["nginx", "-c", str(conf), "-p", str(conf.parent)], port)
     if name == "chp":
-        return spawn(name, [str(env.chp_bin), "--ip", "127.0.0.1", "--port", str(port),
-                            "--api-ip", "127.0.0.1", "--api-port", str(api)], port, api,
-                     env={"CONFIGPROXY_AUTH_TOKEN": TOKEN})
-    return spawn(name, [sys.executable, "-m", "amalthea.proxy", "--ip", "127.0.0.1",
-                        "--port", str(port), "--api-ip", "127.0.0.1", "--api-port", str(api),
-                        "--log-level", "warn"], port, api,
-                 env={"CONFIGPROXY_AUTH_TOKEN": TOKEN})
+        return spawn(
+            name,
+            [
+                str(env.chp_bin),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--api-ip",
+                "127.0.0.1",
+                "--api-port",
+                str(api),
+            ],
+            port,
+            api,
+            env={"CONFIGPROXY_AUTH_TOKEN": TOKEN},
+        )
+    return spawn(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "amalthea.proxy",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            str(api),
+            "--log-level",
+            "warn",
+        ],
+        port,
+        api,
+        env={"CONFIGPROXY_AUTH_TOKEN": TOKEN},
+    )
 
 
-def run_matrix(env: Env, duration: float, conns_list: list[int], route_counts: list[int],
-               ws_seconds: float) -> list[dict[str, Any]]:
+def run_matrix(
+    env: Env, duration: float, conns_list: list[int], route_counts: list[int], ws_seconds: float
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for conns in conns_list:
         r = measure_http(None, env.upstream, route_paths(1), conns, duration)
         rows.append({"target": "direct", "routes": 0, "conns": conns, **r})
         print(fmt_progress(rows[-1]), flush=True)
-    rows.append({"target": "direct", "routes": 0, "conns": "ws",
-                 **asyncio.run(ws_measure(f"ws://127.0.0.1:{env.ws_port}/ws", None,
-                                          ws_seconds))})
+    rows.append(
+        {
+            "target": "direct",
+            "routes": 0,
+            "conns": "ws",
+            **asyncio.run(ws_measure(f"ws://127.0.0.1:{env.ws_port}/ws", None, ws_seconds)),
+        }
+    )
     print(fmt_progress(rows[-1]), flush=True)
     for name in ("nginx", "chp", "amalthea"):
         counts = [1] if name == "nginx" else route_counts
@@ -360,10 +434,16 @@ def run_matrix(env: Env, duration: float, conns_list: list[int], route_counts: l
                     rows.append({"target": name, "routes": n, "conns": conns, **rec, **r})
                     print(fmt_progress(rows[-1]), flush=True)
                 if n == 1:
-                    ws = asyncio.run(ws_measure(f"ws://127.0.0.1:{proc.port}/ws", proc,
-                                                ws_seconds))
-                    rows.append({"target": name, "routes": n, "conns": "ws", **ws,
-                                 "rss_mb": rss_mb(proc.popen.pid)})
+                    ws = asyncio.run(ws_measure(f"ws://127.0.0.1:{proc.port}/ws", proc, ws_seconds))
+                    rows.append(
+                        {
+                            "target": name,
+                            "routes": n,
+                            "conns": "ws",
+                            **ws,
+                            "rss_mb": rss_mb(proc.popen.pid),
+                        }
+                    )
                     print(fmt_progress(rows[-1]), flush=True)
             finally:
                 proc.stop()
@@ -371,8 +451,19 @@ def run_matrix(env: Env, duration: float, conns_list: list[int], route_counts: l
 
 
 def fmt_progress(row: dict[str, Any]) -> str:
-    keys = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_1k", "rss_mb", "add_p50_ms",
-            "rtt_p50_us", "msgs_per_s", "ws_cpu_ms_per_1k", "non2xx", "errors")
+    keys = (
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "cpu_ms_per_1k",
+        "rss_mb",
+        "add_p50_ms",
+        "rtt_p50_us",
+        "msgs_per_s",
+        "ws_cpu_ms_per_1k",
+        "non2xx",
+        "errors",
+    )
     vals = " ".join(f"{k}={row[k]:.3g}" for k in keys if k in row)
     return f"  {row['target']:<9} routes={row['routes']:<6} c={row['conns']:<3} {vals}"
 
@@ -380,9 +471,11 @@ def fmt_progress(row: dict[str, Any]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     direct = {r["conns"]: r for r in rows if r["target"] == "direct"}
     chp = {(r["routes"], r["conns"]): r for r in rows if r["target"] == "chp"}
-    out = ["| target | routes | conns | req/s | x direct | x CHP | p50 ms | p99 ms | p99 ÷ CHP "
-           "| CPU ms/1k req | ÷ CHP | RSS MB | route add p50 ms |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| target | routes | conns | req/s | x direct | x CHP | p50 ms | p99 ms | p99 ÷ CHP "
+        "| CPU ms/1k req | ÷ CHP | RSS MB | route add p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["conns"] == "ws":
             continue
@@ -401,8 +494,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{ratio('cpu_ms_per_1k', c)} | {r.get('rss_mb', 0):.0f} | "
             f"{r.get('add_p50_ms', float('nan')):.3f} |"
         )
-    out += ["", "| target | WS RTT p50 µs | RTT p99 µs | x nginx (p50) | echoed msg/s | "
-            "CPU ms/1k msgs | ÷ CHP | RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "| target | WS RTT p50 µs | RTT p99 µs | x nginx (p50) | echoed msg/s | "
+        "CPU ms/1k msgs | ÷ CHP | RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ws = {r["target"]: r for r in rows if r["conns"] == "ws"}
     for name, r in ws.items():
         ng = ws.get("nginx", {}).get("rtt_p50_us")
@@ -413,15 +510,23 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['rtt_p50_us'] / ng:.2f} | {r['msgs_per_s']:,.0f} | "
             f"{'-' if cpu is None else f'{cpu:.0f}'} | "
             f"{f'{cpu / cc:.2f}' if cpu and cc else '-'} | {r.get('rss_mb', 0):.0f} |"
-            if ng else f"| {name} | {r['rtt_p50_us']:.0f} | {r['rtt_p99_us']:.0f} | - | "
-            f"{r['msgs_per_s']:,.0f} | - | - | - |")
+            if ng
+            else f"| {name} | {r['rtt_p50_us']:.0f} | {r['rtt_p99_us']:.0f} | - | "
+            f"{r['msgs_per_s']:,.0f} | - | - | - |"
+        )
     regs = [r for r in rows if "register_s" in r and r["conns"] == rows[0]["conns"]]
-    out += ["", "| target | routes | register s (sequential) | add p50 ms | add p99 ms | "
-            "GET /api/routes ms | KB |", "|---|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "| target | routes | register s (sequential) | add p50 ms | add p99 ms | "
+        "GET /api/routes ms | KB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in regs:
-        out.append(f"| {r['target']} | {r['routes']} | {r['register_s']:.2f} | "
-                   f"{r['add_p50_ms']:.3f} | {r['add_p99_ms']:.3f} | {r['get_all_ms']:.1f} | "
-                   f"{r['get_all_kb']:.0f} |")
+        out.append(
+            f"| {r['target']} | {r['routes']} | {r['register_s']:.2f} | "
+            f"{r['add_p50_ms']:.3f} | {r['add_p99_ms']:.3f} | {r['get_all_ms']:.1f} | "
+            f"{r['get_all_kb']:.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -433,9 +538,19 @@ def soak(env: Env, minutes: float) -> dict[str, Any]:
         script = WORK / "wrk-soak.lua"
         script.write_text(WRK_LUA % ", ".join(json.dumps(p) for p in route_paths(1000)))
         seconds = minutes * 60
-        wrk_p = subprocess.Popen(["wrk", "-t1", "-c20", f"-d{max(1, round(seconds))}s", "-s", str(script),
-                                  f"http://127.0.0.1:{proc.port}/"], stdout=subprocess.PIPE,
-                                 text=True)
+        wrk_p = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                "-c20",
+                f"-d{max(1, round(seconds))}s",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{proc.port}/",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         samples: list[tuple[float, float]] = []
 
         async def ws_churn() -> int:
@@ -444,8 +559,9 @@ def soak(env: Env, minutes: float) -> dict[str, Any]:
             n = 0
             t_end = time.monotonic() + seconds
             while time.monotonic() < t_end:
-                async with websockets.connect(f"ws://127.0.0.1:{proc.port}/ws",
-                                              compression=None) as ws:
+                async with websockets.connect(
+                    f"ws://127.0.0.1:{proc.port}/ws", compression=None
+                ) as ws:
                     for _ in range(200):
                         await ws.send(b"s" * 256)
                         await ws.recv()
@@ -469,10 +585,18 @@ def soak(env: Env, minutes: float) -> dict[str, Any]:
         reqs, _, _, p99_us, errors, non2xx = (int(v) for v in line.split()[1:])
         after_1min = next((rss for t, rss in samples if t >= 60), samples[0][1])
         end = samples[-1][1]
-        return {"minutes": minutes, "http_requests": reqs, "http_errors": errors,
-                "http_non2xx": non2xx, "http_p99_ms": p99_us / 1000, "ws_messages": ws_msgs,
-                "rss_after_1min_mb": after_1min, "rss_end_mb": end,
-                "growth_pct": (end - after_1min) / after_1min * 100, "samples": samples}
+        return {
+            "minutes": minutes,
+            "http_requests": reqs,
+            "http_errors": errors,
+            "http_non2xx": non2xx,
+            "http_p99_ms": p99_us / 1000,
+            "ws_messages": ws_msgs,
+            "rss_after_1min_mb": after_1min,
+            "rss_end_mb": end,
+            "growth_pct": (end - after_1min) / after_1min * 100,
+            "samples": samples,
+        }
     finally:
         proc.stop()
 
@@ -488,9 +612,17 @@ def main() -> None:
     chp = ensure_tools()
     WORK.mkdir(parents=True, exist_ok=True)
     up_port, ws_port = free_port(), free_port()
-    upstream = spawn("nginx-upstream", ["nginx", "-c", str(nginx_conf(
-        WORK / "nginx-upstream", up_port, None, None)), "-p", str(WORK / "nginx-upstream")],
-        up_port)
+    upstream = spawn(
+        "nginx-upstream",
+        [
+            "nginx",
+            "-c",
+            str(nginx_conf(WORK / "nginx-upstream", up_port, None, None)),
+            "-p",
+            str(WORK / "nginx-upstream"),
+        ],
+        up_port,
+    )
     ws = spawn("ws-echo", [sys.executable, "-c", WS_ECHO, str(ws_port)], ws_port)
     env = Env(up_port, ws_port, chp)
     load0 = os.getloadavg()
@@ -499,19 +631,32 @@ def main() -> None:
             res: dict[str, Any] = {"soak": soak(env, args.soak)}
             print(json.dumps(res["soak"], indent=1))
         else:
-            rows = run_matrix(env, args.duration, [int(c) for c in args.connections.split(",")],
-                              [int(n) for n in args.routes.split(",")], args.ws_seconds)
+            rows = run_matrix(
+                env,
+                args.duration,
+                [int(c) for c in args.connections.split(",")],
+                [int(n) for n in args.routes.split(",")],
+                args.ws_seconds,
+            )
             res = {"rows": rows}
             print()
             print(table(rows))
     finally:
         ws.stop()
         upstream.stop()
-    res.update({"loadavg_start": load0, "loadavg_end": os.getloadavg(),
-                "duration": args.duration, "cpus": os.cpu_count()})
+    res.update(
+        {
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+            "duration": args.duration,
+            "cpus": os.cpu_count(),
+        }
+    )
     what = f"{args.soak:g} min soak" if args.soak else f"{args.duration:g} s per wrk run"
-    print(f"\nload average start {load0[0]:.1f}, end {os.getloadavg()[0]:.1f}; "
-          f"{os.cpu_count()} CPUs; {what}")
+    print(
+        f"\nload average start {load0[0]:.1f}, end {os.getloadavg()[0]:.1f}; "
+        f"{os.cpu_count()} CPUs; {what}"
+    )
     (WORK / ("soak.json" if args.soak else "results.json")).write_text(json.dumps(res, indent=1))
 
 

@@ -20,8 +20,9 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 @pytest.fixture
 def proxy_config(tmp_path) -> ProxyConfig:
-    return ProxyConfig(ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0,
-                       auth_token=TOKEN, store="memory")
+    return ProxyConfig(
+        ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0, auth_token=TOKEN, store="memory"
+    )
 
 
 @pytest.fixture

@@ -40,15 +40,20 @@ class EchoHandler(tornado.web.RequestHandler):
         status = int(self.get_query_argument("status", "200"))
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps({
-            "method": self.request.method,
-            "uri": self.request.uri,
-            "headers": dict(self.request.headers.get_all()),
-            "body_len": self.body_len,
-            "body_head": self.body_head.decode("latin-1"),
-            "port": self.request.connection.stream.socket.getsockname()[1]
-            if self.request.connection.stream.socket.family != socket.AF_UNIX else 0,
-        }))
+        self.write(
+            json.dumps(
+                {
+                    "method": self.request.method,
+                    "uri": self.request.uri,
+                    "headers": dict(self.request.headers.get_all()),
+                    "body_len": self.body_len,
+                    "body_head": self.body_head.decode("latin-1"),
+                    "port": self.request.connection.stream.socket.getsockname()[1]
+                    if self.request.connection.stream.socket.family != socket.AF_UNIX
+                    else 0,
+                }
+            )
+        )
 
     get = post = put = delete = patch = options = _answer  # type: ignore[assignment]
 
@@ -67,8 +72,9 @@ def make_app() -> tornado.web.Application:
 
 class Upstream:
     def __init__(self, unix_path: str | None = None) -> None:
-        self.server = tornado.httpserver.HTTPServer(make_app(), max_body_size=1 << 40,
-                                                    max_buffer_size=1 << 20)
+        self.server = tornado.httpserver.HTTPServer(
+            make_app(), max_body_size=1 << 40, max_buffer_size=1 << 20
+        )
         if unix_path:
             sock = tornado.netutil.bind_unix_socket(unix_path)
             self.server.add_sockets([sock])

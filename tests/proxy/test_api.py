@@ -21,8 +21,9 @@ async def test_token_required(proxy: ProxyServer, api: httpx.AsyncClient) -> Non
         assert r.status_code == 403 and r.content == b""
         r = await anon.get("/api/routes", headers={"Authorization": "token wrong"})
         assert r.status_code == 403
-        r = await anon.post("/api/routes/x", json={"target": TARGET},
-                            headers={"Authorization": "Bearer " + TOKEN})
+        r = await anon.post(
+            "/api/routes/x", json={"target": TARGET}, headers={"Authorization": "Bearer " + TOKEN}
+        )
         assert r.status_code == 403
     assert (await api.get("/api/routes")).status_code == 200
 
@@ -102,9 +103,12 @@ async def test_default_target_is_route_root(proxy_config, tmp_path) -> None:
 async def test_python_client(proxy: ProxyServer) -> None:
     client = ProxyAPIClient(f"http://127.0.0.1:{proxy.api_port}", TOKEN)
     try:
-        await asyncio.gather(*(
-            client.add_route(f"/user/u{i}", TARGET, {"user": f"u{i}", "jupyterhub": True})
-            for i in range(50)))
+        await asyncio.gather(
+            *(
+                client.add_route(f"/user/u{i}", TARGET, {"user": f"u{i}", "jupyterhub": True})
+                for i in range(50)
+            )
+        )
         routes = await client.get_routes()
         assert len(routes) == 50 and routes["/user/u7"]["user"] == "u7"
         assert (await client.get_route("/user/u7"))["jupyterhub"] is True  # type: ignore[index]

@@ -24,25 +24,28 @@ def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET /user/bob HTTP/1.1 extra\r\nHost: x\r\n\r\n",             # bad request line
-    b"G@T /user/bob HTTP/1.1\r\nHost: x\r\n\r\n",                    # bad method
-    b"GET /user/bob HTTP/1.1\nHost: x\n\n",                          # bare LF
-    b"GET /user/bob HTTP/1.1\r\nHost : x\r\n\r\n",                   # space before colon
-    b"GET /user/bob HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",       # NUL in value
-    b"GET /user/bob HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n",  # obs-fold
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",                  # CL + TE
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"GET http://evil/user/bob HTTP/1.1\r\nHost: x\r\n\r\n",          # absolute-form
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",                  # TLS to plain port
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /user/bob HTTP/1.1 extra\r\nHost: x\r\n\r\n",  # bad request line
+        b"G@T /user/bob HTTP/1.1\r\nHost: x\r\n\r\n",  # bad method
+        b"GET /user/bob HTTP/1.1\nHost: x\n\n",  # bare LF
+        b"GET /user/bob HTTP/1.1\r\nHost : x\r\n\r\n",  # space before colon
+        b"GET /user/bob HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",  # NUL in value
+        b"GET /user/bob HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n",  # obs-fold
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # CL + TE
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET http://evil/user/bob HTTP/1.1\r\nHost: x\r\n\r\n",  # absolute-form
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS to plain port
+    ],
+)
 async def test_malformed_is_400_and_closed(routed, request_bytes: bytes) -> None:
     proxy, _, _ = routed
     out = await raw_request(proxy.port, request_bytes)
@@ -55,37 +58,52 @@ async def test_malformed_is_400_and_closed(routed, request_bytes: bytes) -> None
 async def test_smuggled_second_request_never_reaches_target(routed) -> None:
     proxy, _, _bob = routed
     # classic CL.TE: if a proxy used CL and the target TE, "GET /user/alice" would be smuggled
-    payload = (b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /user/alice/x HTTP/1.1\r\n\r\n")
+    payload = (
+        b"POST /user/bob HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /user/alice/x HTTP/1.1\r\n\r\n"
+    )
     out = await raw_request(proxy.port, payload)
     assert status_of(out) == 400 and out.count(b"HTTP/1.1") == 1
 
 
-@pytest.mark.parametrize("path", [
-    "/user/alice/../bob/", "/user/alice/%2e%2e/bob/", "/user/alice/%2E%2E/bob",
-    "/user/alice/.%2e/bob/", "/user/alice/./../bob",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/user/alice/../bob/",
+        "/user/alice/%2e%2e/bob/",
+        "/user/alice/%2E%2E/bob",
+        "/user/alice/.%2e/bob/",
+        "/user/alice/./../bob",
+    ],
+)
 async def test_dot_segments_rejected(routed, path: str) -> None:
     proxy, _, _ = routed
     out = await raw_request(proxy.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert status_of(out) == 400
 
 
-@pytest.mark.parametrize("path", [
-    "/user/alice%2F..%2Fbob/", "/user/alice%2f..%2fbob", "/user/alice\\..\\bob/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/user/alice%2F..%2Fbob/",
+        "/user/alice%2f..%2fbob",
+        "/user/alice\\..\\bob/",
+    ],
+)
 async def test_encoded_slashes_do_not_cross_routes(routed, path: str) -> None:
     proxy, _, _ = routed
-    out = await raw_request(proxy.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
-                                        "Connection: close\r\n\r\n".encode())
+    out = await raw_request(
+        proxy.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     # one opaque segment "alice/../bob": matches neither alice nor bob, and there is no "/"
     assert status_of(out) == 404
 
 
 async def test_double_slashes_route_like_single(routed) -> None:
     proxy, alice, _ = routed
-    out = await raw_request(proxy.port, b"GET //user//alice//x HTTP/1.1\r\nHost: x\r\n"
-                                        b"Connection: close\r\n\r\n")
+    out = await raw_request(
+        proxy.port, b"GET //user//alice//x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert status_of(out) == 200
     assert f'"port": {alice.port}'.encode() in out
     assert b'"uri": "//user//alice//x"' in out  # forwarded as received
@@ -116,8 +134,9 @@ async def test_connection_limit(proxy_config) -> None:
         for _, w in held:
             w.close()
         await asyncio.sleep(0.1)
-        out = await raw_request(server.port, b"GET /_chp_healthz HTTP/1.1\r\nHost: x\r\n"
-                                             b"Connection: close\r\n\r\n")
+        out = await raw_request(
+            server.port, b"GET /_chp_healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         assert status_of(out) == 200
     finally:
         await server.shutdown()

@@ -74,22 +74,57 @@ async def test_memory_store_forgets(upstream: Upstream) -> None:
 
 
 async def test_bad_flags_fail_cleanly() -> None:
-    r = subprocess.run([sys.executable, "-m", "amalthea.proxy", "--store", "bogus"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "amalthea.proxy", "--store", "bogus"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode != 0 and "--store 'bogus'" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "amalthea.proxy", "--ssl-cert", "/nonexistent",
-                        "--ssl-key", "/nonexistent", "--port", str(free_port())],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amalthea.proxy",
+            "--ssl-cert",
+            "/nonexistent",
+            "--ssl-key",
+            "/nonexistent",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode != 0 and "/nonexistent" in r.stderr
 
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return str(d / "cert.pem"), str(d / "key.pem")
 
 

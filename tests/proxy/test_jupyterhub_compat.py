@@ -20,9 +20,22 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def jupyterhub_proxy(tmp_path_factory):
     target = tmp_path_factory.mktemp("jupyterhub")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--target", str(target), "jupyterhub"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            "jupyterhub",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot install jupyterhub: {r.stderr[-500:]}")
     sys.path.insert(0, str(target))
@@ -34,8 +47,9 @@ def jupyterhub_proxy(tmp_path_factory):
     sys.path.remove(str(target))
 
 
-async def test_configurable_http_proxy_drives_amalthea(jupyterhub_proxy, upstream: Upstream,
-                                                       tmp_path) -> None:
+async def test_configurable_http_proxy_drives_amalthea(
+    jupyterhub_proxy, upstream: Upstream, tmp_path
+) -> None:
     hub = Upstream()  # stands in for the hub: serves /hub/error/<code> and the "/" route
     port, api_port = free_port(), free_port()
     proxy = jupyterhub_proxy(
@@ -51,8 +65,7 @@ async def test_configurable_http_proxy_drives_amalthea(jupyterhub_proxy, upstrea
     await proxy.start()
     try:
         await proxy.add_route("/", hub.url, {"hub": True})
-        await proxy.add_route("/user/alice/", upstream.url,
-                              {"user": "alice", "server_name": ""})
+        await proxy.add_route("/user/alice/", upstream.url, {"user": "alice", "server_name": ""})
         await proxy.add_route("/user/a b/", upstream.url, {"user": "a b", "server_name": ""})
         routes = await proxy.get_all_routes()
         assert set(routes) == {"/", "/user/alice/", "/user/a%20b/"}

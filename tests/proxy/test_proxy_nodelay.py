@@ -33,14 +33,18 @@ def nodelay(transport: asyncio.BaseTransport) -> int:
 
 async def spliced_legs() -> tuple[int, int]:
     """Open a websocket through the proxy; TCP_NODELAY of (client leg, target leg)."""
-    config = ProxyConfig(ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0,
-                         auth_token="t", store="memory")
+    config = ProxyConfig(
+        ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0, auth_token="t", store="memory"
+    )
     proxy, upstream = ProxyServer(config), Upstream()
     await proxy.startup()
     try:
         async with httpx.AsyncClient() as api:
-            r = await api.post(f"http://127.0.0.1:{proxy.api_port}/api/routes/user/a",
-                               json={"target": upstream.url}, headers={"Authorization": "token t"})
+            r = await api.post(
+                f"http://127.0.0.1:{proxy.api_port}/api/routes/user/a",
+                json={"target": upstream.url},
+                headers={"Authorization": "token t"},
+            )
             assert r.status_code == 201
         async with websockets.connect(f"ws://127.0.0.1:{proxy.port}/user/a/ws") as ws:
             await ws.send("ping")

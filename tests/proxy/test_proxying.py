@@ -20,8 +20,10 @@ async def add(api: httpx.AsyncClient, prefix: str, target: str) -> None:
 
 async def test_get_forwards_full_path_host_and_xfwd(proxy, api, web, upstream) -> None:
     await add(api, "/user/alice", upstream.url)
-    r = await web.get("/user/alice/api/x?q=1%202", headers={"Host": "hub.example:8443",
-                                                           "X-Forwarded-For": "10.0.0.1"})
+    r = await web.get(
+        "/user/alice/api/x?q=1%202",
+        headers={"Host": "hub.example:8443", "X-Forwarded-For": "10.0.0.1"},
+    )
     assert r.status_code == 200
     seen = r.json()
     assert seen["uri"] == "/user/alice/api/x?q=1%202"
@@ -110,9 +112,12 @@ async def test_keep_alive_both_sides(proxy, api, upstream) -> None:
 async def test_pipelined_requests_answered_in_order(proxy, api, upstream) -> None:
     await add(api, "/user/a", upstream.url)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"".join(
-        f"POST /user/a/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".encode()
-        for i in range(5)))
+    writer.write(
+        b"".join(
+            f"POST /user/a/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".encode()
+            for i in range(5)
+        )
+    )
     for i in range(5):
         status, _, body = await read_response(reader)
         assert status == 200 and f'"/user/a/{i}"'.encode() in body
@@ -137,8 +142,9 @@ async def test_head_and_http10(proxy, api, upstream) -> None:
 async def test_expect_100_continue(proxy, api, upstream) -> None:
     await add(api, "/user/a", upstream.url)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"POST /user/a/c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                 b"Expect: 100-continue\r\n\r\n")
+    writer.write(
+        b"POST /user/a/c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
     line = await reader.readuntil(b"\r\n\r\n")
     assert line.startswith(b"HTTP/1.1 100")
     writer.write(b"data")
@@ -200,8 +206,9 @@ async def test_client_timeout(proxy_config, upstream) -> None:
     try:
         server.ctx.table.add("/user/a", {"target": upstream.url})
         # the body never comes: the request is dropped, not held forever
-        out = await raw_request(server.port, b"POST /user/a HTTP/1.1\r\nHost: x\r\n"
-                                             b"Content-Length: 10\r\n\r\nabc")
+        out = await raw_request(
+            server.port, b"POST /user/a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+        )
         assert out.startswith(b"HTTP/1.1 408")
     finally:
         await server.shutdown()

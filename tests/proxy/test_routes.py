@@ -80,10 +80,17 @@ def test_encoded_segments_decode_per_segment() -> None:
     assert find(t, "/user//bob") == "/user/bob"  # empty segments ignored, as CHP
 
 
-@pytest.mark.parametrize("path", [
-    "/user/alice/../bob/", "/user/alice/%2e%2e/bob", "/user/alice/%2E%2e/bob",
-    "/user/alice/./x", "/..", "/user/alice/.%2e/bob",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/user/alice/../bob/",
+        "/user/alice/%2e%2e/bob",
+        "/user/alice/%2E%2e/bob",
+        "/user/alice/./x",
+        "/..",
+        "/user/alice/.%2e/bob",
+    ],
+)
 def test_dot_segments_rejected(path: str) -> None:
     with pytest.raises(BadPath):
         request_segments(path.encode())
@@ -114,8 +121,12 @@ def test_ten_thousand_routes_lookup_is_flat() -> None:
 def test_as_json_and_timestamp() -> None:
     t = RouteTable()
     r = t.add("/user/a", {"target": "http://x:1", "user": "a", "jupyterhub": True}, 0.5)
-    assert r.as_json() == {"target": "http://x:1", "user": "a", "jupyterhub": True,
-                           "last_activity": "1970-01-01T00:00:00.500Z"}
+    assert r.as_json() == {
+        "target": "http://x:1",
+        "user": "a",
+        "jupyterhub": True,
+        "last_activity": "1970-01-01T00:00:00.500Z",
+    }
     assert format_timestamp(1700000000.123456) == "2023-11-14T22:13:20.123Z"
     # the cached serialisation used by GET /api/routes says the same, before and after a touch
     for _ in range(2):
@@ -123,21 +134,25 @@ def test_as_json_and_timestamp() -> None:
         r.last_activity = 1700000000.5
 
 
-@pytest.mark.parametrize("url,key,prefix", [
-    ("http://127.0.0.1:8888", ("tcp", "127.0.0.1", 8888, False), b""),
-    ("http://host", ("tcp", "host", 80, False), b""),
-    ("https://h:9/base/", ("tcp", "h", 9, True), b"/base"),
-    ("http+unix://%2Ftmp%2Fs.sock", ("unix", "/tmp/s.sock"), b""),
-    ("unix+http://%2Ftmp%2Fs.sock/p", ("unix", "/tmp/s.sock"), b"/p"),
-    ("unix:/run/x.sock", ("unix", "/run/x.sock"), b""),
-])
+@pytest.mark.parametrize(
+    "url,key,prefix",
+    [
+        ("http://127.0.0.1:8888", ("tcp", "127.0.0.1", 8888, False), b""),
+        ("http://host", ("tcp", "host", 80, False), b""),
+        ("https://h:9/base/", ("tcp", "h", 9, True), b"/base"),
+        ("http+unix://%2Ftmp%2Fs.sock", ("unix", "/tmp/s.sock"), b""),
+        ("unix+http://%2Ftmp%2Fs.sock/p", ("unix", "/tmp/s.sock"), b"/p"),
+        ("unix:/run/x.sock", ("unix", "/run/x.sock"), b""),
+    ],
+)
 def test_targets(url: str, key: tuple, prefix: bytes) -> None:
     t = parse_target(url)
     assert t.key == key and t.path_prefix == prefix
 
 
-@pytest.mark.parametrize("url", ["", "ftp://x", "http://", "nonsense", 5, "http://h:99999",
-                                 "http+unix://relative.sock"])
+@pytest.mark.parametrize(
+    "url", ["", "ftp://x", "http://", "nonsense", 5, "http://h:99999", "http+unix://relative.sock"]
+)
 def test_bad_targets(url: object) -> None:
     with pytest.raises(ValueError):
         parse_target(url)

@@ -23,9 +23,22 @@ def redis_url(tmp_path):
     if exe is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     import redis
 
     r = redis.Redis(port=port)
@@ -42,8 +55,11 @@ def redis_url(tmp_path):
 
 
 async def _replica(url: str) -> ProxyServer:
-    server = ProxyServer(ProxyConfig(ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0,
-                                     auth_token=TOKEN, store=url))
+    server = ProxyServer(
+        ProxyConfig(
+            ip="127.0.0.1", port=0, api_ip="127.0.0.1", api_port=0, auth_token=TOKEN, store=url
+        )
+    )
     await server.startup()
     return server
 
@@ -60,8 +76,10 @@ async def test_replicas_share_routes_and_activity(redis_url, upstream: Upstream)
     hdrs = {"Authorization": f"token {TOKEN}"}
     try:
         async with httpx.AsyncClient(headers=hdrs) as c:
-            r = await c.post(f"http://127.0.0.1:{a.api_port}/api/routes/user/alice",
-                             json={"target": upstream.url, "user": "alice"})
+            r = await c.post(
+                f"http://127.0.0.1:{a.api_port}/api/routes/user/alice",
+                json={"target": upstream.url, "user": "alice"},
+            )
             assert r.status_code == 201
             await _until(lambda: b.ctx.table.get("/user/alice") is not None)
             r = await c.get(f"http://127.0.0.1:{b.port}/user/alice/x")
@@ -73,8 +91,9 @@ async def test_replicas_share_routes_and_activity(redis_url, upstream: Upstream)
             r = await c.delete(f"http://127.0.0.1:{b.api_port}/api/routes/user/alice")
             assert r.status_code == 204
             await _until(lambda: a.ctx.table.get("/user/alice") is None)
-            await c.post(f"http://127.0.0.1:{a.api_port}/api/routes/user/bob",
-                         json={"target": upstream.url})
+            await c.post(
+                f"http://127.0.0.1:{a.api_port}/api/routes/user/bob", json={"target": upstream.url}
+            )
     finally:
         await a.shutdown()
         await b.shutdown()

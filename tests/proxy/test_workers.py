@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 
 async def _get(port: int, path: str) -> tuple[int, bytes]:
     """One request on a new connection (the kernel picks a worker per connection)."""
-    out = await raw_request(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
-                                  "Connection: close\r\n\r\n".encode())
+    out = await raw_request(
+        port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     head, _, body = out.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 
@@ -34,9 +35,21 @@ async def _health_pids(port: int, n: int) -> set[int]:
 
 async def test_two_workers(upstream: Upstream, tmp_path) -> None:
     port = free_port()
-    p = await start_proxy(port, free_port(), token="t", extra_args=[
-        "--workers", "2", "--store", f"sqlite:{tmp_path}/r.db", "--metrics-port",
-        str(free_port()), "--metrics-ip", "127.0.0.1"])
+    p = await start_proxy(
+        port,
+        free_port(),
+        token="t",
+        extra_args=[
+            "--workers",
+            "2",
+            "--store",
+            f"sqlite:{tmp_path}/r.db",
+            "--metrics-port",
+            str(free_port()),
+            "--metrics-ip",
+            "127.0.0.1",
+        ],
+    )
     client = p.client()
     try:
         await asyncio.sleep(0.5)

@@ -166,9 +166,7 @@ async def _set_members(session: AsyncSession, role_id: int, spec: Mapping[str, A
                 insert(table), [{col: i, "role_id": role_id, "managed_by_auth": False} for i in ids]
             )
         if spec["name"] == "admin" and key == "users":
-            await session.execute(
-                update(User).where(User.id.in_(ids)).values(admin=True)
-            )
+            await session.execute(update(User).where(User.id.in_(ids)).values(admin=True))
 
 
 async def apply_roles(

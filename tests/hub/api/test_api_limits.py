@@ -29,12 +29,15 @@ def _events(c, user, stop_after):
 
 
 def test_active_server_limit_queues_then_admits(tmp_path):
-    hub = start_hub(tmp_path, config=f"""
+    hub = start_hub(
+        tmp_path,
+        config=f"""
 c.Spawner.cmd = {FAKE!r}
 c.Amalthea.active_server_limit = 1
 c.Amalthea.allow_named_servers = True
 c.Amalthea.named_server_limit_per_user = 1
-""")
+""",
+    )
     try:
         c = httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=60)
         for u in ("first", "second", "third"):
