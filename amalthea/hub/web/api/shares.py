@@ -268,7 +268,18 @@ class UserSharedHandler(ShareAPI):
         await self._share_page(or_(Share.user_id == uid, Share.group_id.in_(groups)))
 
 
-class UserSharedServerHandler(ShareAPI):
+class _RecipientShareAPI(ShareAPI):
+    """Shared behaviour of the per-recipient share endpoints (user and group)."""
+
+    async def _revoke(self, share_id: int) -> None:
+        async with self.hub.db.session() as s:
+            await s.execute(delete(Share).where(Share.id == share_id))
+            await s.commit()
+        self.forget_permissions()  # the recipient's cached scopes must not outlive the share
+        self.write_empty(204)
+
+
+class UserSharedServerHandler(_RecipientShareAPI):
     async def _find(self, name: str, owner: str, server: str) -> tuple[Any, ...]:
         async with self.hub.db.session() as s:
             row = (await s.execute(
@@ -290,11 +301,7 @@ class UserSharedServerHandler(ShareAPI):
     async def delete(self, name: str, owner: str, server: str) -> None:
         await self.need_any(["users:shares"], user=name)
         share, *_ = await self._find(name, owner, server)
-        async with self.hub.db.session() as s:
-            await s.execute(delete(Share).where(Share.id == share.id))
-            await s.commit()
-        self.forget_permissions()
-        self.write_empty(204)
+        await self._revoke(share.id)
 
 
 class GroupSharedHandler(ShareAPI):
@@ -307,7 +314,7 @@ class GroupSharedHandler(ShareAPI):
         await self._share_page(Share.group_id == gid)
 
 
-class GroupSharedServerHandler(ShareAPI):
+class GroupSharedServerHandler(_RecipientShareAPI):
     async def _find(self, name: str, owner: str, server: str) -> tuple[Any, ...]:
         async with self.hub.db.session() as s:
             row = (await s.execute(
@@ -329,11 +336,7 @@ class GroupSharedServerHandler(ShareAPI):
     async def delete(self, name: str, owner: str, server: str) -> None:
         await self.need_any(["groups:shares"], group=name)
         share, *_ = await self._find(name, owner, server)
-        async with self.hub.db.session() as s:
-            await s.execute(delete(Share).where(Share.id == share.id))
-            await s.commit()
-        self.forget_permissions()
-        self.write_empty(204)
+        await self._revoke(share.id)
 
 
 handlers = [
