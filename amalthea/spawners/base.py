@@ -57,6 +57,17 @@ class ServerAddress:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"{self.proto}://{host}:{self.port}"
 
+    def as_state(self) -> dict[str, Any]:
+        """The keys spawners persist in get_state() so a restarted hub can reach the server."""
+        return {"ip": self.ip, "port": self.port}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ServerAddress | None:
+        """Inverse of :meth:`as_state`; None when the state holds no address."""
+        if not state.get("ip") or not state.get("port"):
+            return None
+        return cls(str(state["ip"]), int(state["port"]))
+
 
 @dataclass
 class ProgressEvent:

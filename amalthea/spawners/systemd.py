@@ -143,13 +143,12 @@ class SystemdSpawner(Spawner):
             return {}
         state: dict[str, Any] = {"unit": self.unit}
         if self.address:
-            state.update(ip=self.address.ip, port=self.address.port)
+            state.update(self.address.as_state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.unit = state.get("unit", "")
-        if "port" in state:
-            self.address = ServerAddress(state["ip"], int(state["port"]))
+        self.address = ServerAddress.from_state(state) or self.address
 
     async def logs(self, lines: int = 50) -> list[str]:
         unit = self.unit or self.unit_name

@@ -300,15 +300,14 @@ class BatchSpawner(Spawner):
             return {}
         state: dict[str, Any] = {"job_id": self.job_id, "token": self.token, "job_dir": self.job_dir_path}  # fmt: skip
         if self.address:
-            state.update(ip=self.address.ip, port=self.address.port)
+            state.update(self.address.as_state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.job_id = str(state.get("job_id", ""))
         self.token = str(state.get("token", ""))
         self.job_dir_path = str(state.get("job_dir", ""))
-        if state.get("ip") and state.get("port"):
-            self.address = ServerAddress(str(state["ip"]), int(state["port"]))
+        self.address = ServerAddress.from_state(state) or self.address
 
     async def logs(self, lines: int = 50) -> list[str]:
         """The tail of the job's stderr file (where jupyter servers log), else its stdout."""

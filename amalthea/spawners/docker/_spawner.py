@@ -191,13 +191,12 @@ class DockerSpawner(Spawner):
             return {}
         state: dict[str, Any] = {"container_id": self.container_id}
         if self.address:
-            state.update(ip=self.address.ip, port=self.address.port)
+            state.update(self.address.as_state())
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.container_id = state.get("container_id", "")
-        if "port" in state:
-            self.address = ServerAddress(state["ip"], int(state["port"]))
+        self.address = ServerAddress.from_state(state) or self.address
 
     async def logs(self, lines: int = 50) -> list[str]:
         if not self.container_id:
