@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import hashlib
 import http.client
-import importlib.metadata
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,8 +294,10 @@ def _source_key(requirements: list[str]) -> str:
 
 
 def _runtime_requirements() -> list[str]:
-    reqs = importlib.metadata.requires("amalthea") or []
-    return sorted(r for r in reqs if "extra ==" not in r)
+    # From pyproject.toml, not the installed metadata: the image gets a wheel built from this
+    # checkout, and an editable install's metadata goes stale when a dependency is added.
+    with (REPO_ROOT / "pyproject.toml").open("rb") as f:
+        return sorted(tomllib.load(f)["project"]["dependencies"])
 
 
 def _wheelhouse(requirements: list[str]) -> Path:
