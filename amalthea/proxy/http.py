@@ -3,7 +3,7 @@
 Life of a request (an :class:`Exchange`):
 
 1. headers complete -> validated (framing, size, path policy), routed, and the request head
-   for the target rebuilt (hop-by-hop headers dropped, ``X-Forwarded-*`` added);
+   for the target rebuilt by ``forwarding.py`` (hop-by-hop dropped, ``X-Forwarded-*`` added);
 2. sent on a pooled target connection at once, or after a connect (client reading paused
    meanwhile, so at most one read of body is held);
 3. body chunks are streamed to the target as they are parsed (re-chunked if chunked);
@@ -31,6 +31,7 @@ import httptools
 
 from .context import ProxyContext
 from .errors import error_page, fetch_error_target, simple_response
+from .forwarding import HOP_BY_HOP, XFWD, request_head
 from .routes import BadPath, Route, request_segments
 from .upstream import UpstreamConnection
 
@@ -38,22 +39,6 @@ __all__ = ["ClientConnection", "Exchange"]
 
 log = logging.getLogger("amalthea.proxy")
 access_log = logging.getLogger("amalthea.proxy.access")
-
-# Headers that describe one connection, not the message; never forwarded as received.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-_XFWD = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto", b"x-forwarded-host"}
-)
 
 _PAUSE_CONNECT = 1
 _PAUSE_QUEUE = 2
@@ -240,7 +225,7 @@ class ClientConnection(asyncio.Protocol):
         if lname == b"host":
             ex.host = value
             return
-        if lname in _HOP_BY_HOP:
+        if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
                 if ex.te is not None:
                     raise _Reject(400, "repeated Transfer-Encoding")
@@ -252,7 +237,7 @@ class ClientConnection(asyncio.Protocol):
             return
         elif lname == b"content-length":
             ex.cl_count += 1
-        elif lname in _XFWD:
+        elif lname in XFWD:
             if ex.xfwd is None:
                 ex.xfwd = {}
             old = ex.xfwd.get(lname)
@@ -348,7 +333,7 @@ class ClientConnection(asyncio.Protocol):
             ctx.stats.requests_ws += 1
         else:
             ctx.stats.requests_web += 1
-        ex.head = self._request_head(ex, route)
+        ex.head = request_head(ex, route, self.client_ip, self.ctx.port_bytes, self.ctx.proto_bytes)
         self._dispatch(ex)
 
     def _dispatch(self, ex: Exchange) -> None:
@@ -385,52 +370,6 @@ class ClientConnection(asyncio.Protocol):
             ex.pending = []
         else:
             up.transport.write(ex.head)
-
-    def _request_head(self, ex: Exchange, route: Route) -> bytes:
-        ctx = self.ctx
-        target = route.target
-        url = target.path_prefix + ex.url if target.path_prefix else ex.url
-        version = b" HTTP/1.0\r\n" if ex.http10 else b" HTTP/1.1\r\n"
-        lines = ex.headers
-        if ex.conn_tokens.strip(b", ") not in (b"", b"close", b"keep-alive", b"upgrade"):
-            lines = self._drop_connection_listed(ex)
-        xf = ex.xfwd or {}
-        old = xf.get(b"x-forwarded-for")
-        xff = old + b"," + self.client_ip if old else self.client_ip
-        old = xf.get(b"x-forwarded-port")
-        xfport = old + b"," + ctx.port_bytes if old else ctx.port_bytes
-        old = xf.get(b"x-forwarded-proto")
-        xfproto = old + b"," + ctx.proto_bytes if old else ctx.proto_bytes
-        extra = [
-            b"Host: ",
-            ex.host,
-            b"\r\nX-Forwarded-For: ",
-            xff,
-            b"\r\nX-Forwarded-Port: ",
-            xfport,
-            b"\r\nX-Forwarded-Proto: ",
-            xfproto,
-            b"\r\nX-Forwarded-Host: ",
-            xf.get(b"x-forwarded-host") or ex.host,
-            b"\r\n",
-        ]
-        if ex.upgrade:
-            extra += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade_value, b"\r\n")
-        elif ex.http10:
-            extra.append(b"Connection: close\r\n")
-        if ex.chunked:
-            extra.append(b"Transfer-Encoding: chunked\r\n")
-        return b"".join((ex.method, b" ", url, version, *lines, *extra, b"\r\n"))
-
-    @staticmethod
-    def _drop_connection_listed(ex: Exchange) -> list[bytes]:
-        listed = {t.strip() for t in ex.conn_tokens.split(b",") if t.strip()}
-        out: list[bytes] = []
-        h = ex.headers
-        for i in range(0, len(h), 4):
-            if h[i].lower() not in listed:
-                out += h[i : i + 4]
-        return out
 
     # -- answers the proxy makes itself ------------------------------------------------
     def _local(self, ex: Exchange, response: bytes) -> None:
