@@ -51,8 +51,9 @@ def wait_ready(client: httpx.Client, name: str, timeout: float = 90) -> dict:
     raise AssertionError(f"server not ready: {model}")
 
 
-async def test_hub_spawns_slurm_job(cluster, user, tmp_path) -> None:
-    config = f"""
+#: hub config shared by the Slurm-through-the-hub tests: jobs run as the user (runuser), the
+#: server from this checkout on the system Python (the venv under /root is not readable).
+HUB_CONFIG = f"""
 c.SlurmSpawner.exec_prefix = "runuser -u {{{{ username }}}} --"
 c.SlurmSpawner.cmd = ["/usr/bin/python3", "-m", "amalthea.singleuser.app"]
 c.SlurmSpawner.environment = {{"PYTHONPATH": "{REPO}:{SITE_PACKAGES}", "PATH": "/usr/local/bin:/usr/bin:/bin"}}
@@ -62,6 +63,10 @@ c.SlurmSpawner.start_timeout = 90
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 120
 """
+
+
+async def test_hub_spawns_slurm_job(cluster, user, tmp_path) -> None:
+    config = HUB_CONFIG
     hub = start_hub(tmp_path, config, spawner="slurm", env={"SLURM_CONF": str(cluster.conf)})
     try:
         with httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=30) as api:

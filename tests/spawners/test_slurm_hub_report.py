@@ -14,24 +14,14 @@ import httpx
 import pytest
 
 from amalthea.testing.hub import start_hub
-from tests.spawners.test_slurm import REPO, SITE_PACKAGES, run_code
-from tests.spawners.test_slurm_hub import cluster, user, wait_ready  # noqa: F401 (fixtures)
+from tests.spawners.test_slurm import run_code
+from tests.spawners.test_slurm_hub import HUB_CONFIG, cluster, user, wait_ready  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.engine("slurm"), pytest.mark.slow]
 
 
 async def test_hub_learns_slurm_server_address_from_report(cluster, user, tmp_path) -> None:  # noqa: F811
-    config = f"""
-c.SlurmSpawner.exec_prefix = "runuser -u {{{{ username }}}} --"
-c.SlurmSpawner.cmd = ["/usr/bin/python3", "-m", "amalthea.singleuser.app"]
-c.SlurmSpawner.environment = {{"PYTHONPATH": "{REPO}:{SITE_PACKAGES}", "PATH": "/usr/local/bin:/usr/bin:/bin"}}
-c.SlurmSpawner.ip = "127.0.0.1"
-c.SlurmSpawner.host_cmd = "echo address-file-is-not-used.invalid"
-c.SlurmSpawner.query_interval = 0.3
-c.SlurmSpawner.start_timeout = 90
-c.Spawner.http_timeout = 90
-c.Spawner.start_timeout = 120
-"""
+    config = HUB_CONFIG + 'c.SlurmSpawner.host_cmd = "echo address-file-is-not-used.invalid"\n'
     hub = start_hub(tmp_path, config, spawner="slurm", env={"SLURM_CONF": str(cluster.conf)})
     try:
         with httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=30) as api:
