@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-__all__ = ["LoginThrottle"]
+__all__ = ["LoginThrottle", "login_keys"]
+
+
+def login_keys(ip: str, username: str) -> tuple[str, str]:
+    """The buckets a password attempt drains: its client address and the account it names.
+    Every door that checks a password (the login form, ``POST /users/NAME/tokens`` with
+    ``auth``, the change-password page) uses these, so none is a side door for guessing."""
+    return f"ip:{ip}", f"user:{username[:300].strip().lower()}"
 
 
 @dataclass

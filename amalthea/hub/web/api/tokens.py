@@ -9,21 +9,32 @@ authenticator first (how scripts bootstrap a token from a password).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from sqlalchemy import delete, or_, select
 
-from amalthea.auth.base import LoginRequest
+from amalthea.auth.base import AuthError, LoginRequest
 from amalthea.hub import rbac
 from amalthea.hub.clock import utcnow
 from amalthea.hub.rbac import resolve
 from amalthea.hub.security.identity import Identity
+from amalthea.hub.security.ratelimit import login_keys
 from amalthea.hub.store import queries
 from amalthea.hub.store.models import APIToken, OAuthClient, Role, User
 from amalthea.hub.web.api._support import RestHandler, bad
 from amalthea.hub.web.api.views import token_model
 
 MAX_NOTE = 1023
+log = logging.getLogger("amalthea.tokens")
+
+
+class Throttled(Exception):
+    """Too many failed password attempts from this client or for this account."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 def _token_id(raw: str) -> int:
@@ -66,18 +77,32 @@ class TokenListHandler(RestHandler):
         self.write_json({"api_tokens": models})
 
     async def _password_login(self, body: Any) -> Identity | None:
+        """Log in with ``{"auth": {"username", "password"}}``, through the same throttle as
+        the login form (security/ratelimit.py): 429 while the client's or the account's bucket
+        is drained, and every failed attempt drains both."""
         auth = body.get("auth") if isinstance(body, dict) else None
         if not isinstance(auth, dict):
             return None
         form = {k: v for k, v in auth.items() if isinstance(v, str)}
+        ip = self.request.remote_ip or ""
+        keys = login_keys(ip, form.get("username", ""))
+        throttle = self.hub.throttle
+        wait = throttle.retry_after(*keys)
+        if wait > 0:
+            raise Throttled(int(wait) + 1)
         try:
-            result = await self.hub.authenticator.login(
-                LoginRequest(form=form, remote_ip=self.request.remote_ip or "")
-            )
+            result = await self.hub.authenticator.login(LoginRequest(form=form, remote_ip=ip))
+        except AuthError as e:
+            if e.status != 400:  # a malformed name is not a password guess (as the form)
+                throttle.failed(*keys)
+            return None
         except Exception:
+            log.exception("password login for a token failed in the authenticator")
             return None
         if result is None:
+            throttle.failed(*keys)
             return None
+        throttle.succeeded(keys[1])
         async with self.hub.db.session() as s:
             user = await queries.user_by_name(s, result.name)
             if user is None:
@@ -89,7 +114,11 @@ class TokenListHandler(RestHandler):
     async def post(self, name: str) -> None:
         raw = self.get_json_body()
         if self.current_user is None:
-            self.current_user = await self._password_login(raw)
+            try:
+                self.current_user = await self._password_login(raw)
+            except Throttled as t:
+                self._answer_throttled(t.retry_after)
+                return
             if self.current_user is None:
                 raise bad("Missing or invalid credentials.", 403)
         if isinstance(raw, dict):
@@ -116,6 +145,13 @@ class TokenListHandler(RestHandler):
             model = (await _models(s, [row], name))[0]
         model["token"] = token
         self.write_json(model, 201)
+
+    def _answer_throttled(self, retry_after: int) -> None:
+        # written here, not raised: RestHandler.write_error gives every other 429 a generic
+        # 30-60 s Retry-After, and this one knows when the bucket refills
+        self.set_header("Retry-After", str(retry_after))
+        self.write_json({"status": 429, "message": "Too many failed logins. Try again in "
+                         f"{retry_after} s."}, 429)  # fmt: skip
 
     def _capped_expiry(self, requested: float | None) -> float | None:
         """Apply ``token_expires_in_max_seconds``: no expiry asked → the cap; above it → 400."""

@@ -7,6 +7,7 @@ from typing import Any
 from tornado import web
 
 from amalthea.auth.base import AuthError, AuthResult, LoginRequest
+from amalthea.hub.security.ratelimit import login_keys
 from amalthea.hub.store import queries
 from amalthea.hub.web.base import LOGIN_COOKIE, SESSION_COOKIE, XSRF_COOKIE, PageHandler
 from amalthea.hub.web.login_flow import complete_login, log_refusal, next_after_login
@@ -71,7 +72,7 @@ class LoginHandler(PageHandler):
         username = form.get("username", "")[:300]
         nxt = self.get_argument("next", "")
         ip = self.request.remote_ip or ""
-        keys = (f"ip:{ip}", f"user:{username.strip().lower()}")
+        keys = login_keys(ip, username)
         wait = self.hub.throttle.retry_after(*keys)
         if wait > 0:
             self.set_header("Retry-After", str(int(wait) + 1))
