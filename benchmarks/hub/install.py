@@ -66,7 +66,13 @@ def amalthea() -> Path:
     venv = WORK / "venv-amalthea"
     # an editable install points at the repo, so "installed once" stays current
     check = f"import amalthea, ipykernel; assert amalthea.__file__.startswith({str(REPO)!r})"
-    return _venv(venv, check, ["-e", str(REPO)])
+    python = _venv(venv, check, ["-e", str(REPO)])
+    # A wheel install compiles every module once; an editable one leaves that to the first
+    # import, which skips writing .pyc when PYTHONDONTWRITEBYTECODE is set (our shells set it),
+    # so every hub start would recompile each file edited since. Compile what changed now.
+    subprocess.run([str(python), "-m", "compileall", "-q", str(REPO / "amalthea")], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    return python
 
 
 def harness() -> Path:
