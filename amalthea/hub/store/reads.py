@@ -27,6 +27,9 @@ def _pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA query_only=1")  # this engine must never write
+    # at 10,000 users the database (~2.1 MB) outgrows SQLite's default 2 MiB page cache and
+    # random user lookups start paying a read() per evicted page; memory is used as touched
+    cur.execute("PRAGMA cache_size=-32000")
     cur.close()
 
 
@@ -38,6 +41,9 @@ class Reader:
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine: Engine = create_engine(surl, **kwargs)
         self.inline = surl.startswith("sqlite")
+        #: inline (SQLite) calls run one at a time on the event loop, so they share one
+        #: connection instead of a pool checkout and reset per call
+        self._inline_conn: Connection | None = None
         if surl.startswith("sqlite"):
             event.listen(self.engine, "connect", _pragmas)
 
@@ -50,14 +56,31 @@ class Reader:
         10). PostgreSQL: in a worker thread, because a network round trip must not block.
         """
         if self.inline:
-            return self._call(fn, *args)
+            return self._call_inline(fn, *args)
         return await asyncio.to_thread(self._call, fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         with self.engine.connect() as conn:
             return fn(conn, *args)
 
+    def _call_inline(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._inline_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._inline_conn = self.engine.connect()
+        try:
+            return fn(conn, *args)
+        except BaseException:
+            self._inline_conn = None
+            conn.close()  # a failed read must not leave a half-read cursor or transaction
+            raise
+        finally:
+            if self._inline_conn is conn:
+                conn.rollback()  # ends the read: the next call sees newer commits
+
     def dispose(self) -> None:
+        if self._inline_conn is not None:
+            self._inline_conn.close()
+            self._inline_conn = None
         self.engine.dispose()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exists, func, or_, select
+from sqlalchemy import Connection, delete, exists, func, or_, select
 from sqlalchemy.sql import Select
 
 from amalthea.hub import rbac
@@ -18,7 +18,7 @@ from amalthea.hub.store import queries
 from amalthea.hub.store.models import Group, Server, User, user_group_map
 from amalthea.hub.store.reads import reader_for
 from amalthea.hub.web.api._support import MAX_NAME, RestHandler, bad, check_names
-from amalthea.hub.web.api.views import ACTIVE, UserRow, UserView, load_users
+from amalthea.hub.web.api.views import ACTIVE, UserView, load_user, load_users
 
 READ_USER_SCOPES = (
     "read:users", "read:users:name", "read:servers", "read:users:groups",
@@ -26,8 +26,6 @@ READ_USER_SCOPES = (
 )  # fmt: skip
 SORTS = {"id": User.id, "name": User.name, "last_activity": User.last_activity}
 STATES = ("active", "ready", "inactive")
-#: prebuilt: statement construction and its cache key cost more than SQLite's lookup
-_ID_AND_STATE = select(User.id, User.encrypted_auth_state).where(User.name == bindparam("name"))
 
 
 def _like(text: str) -> str:
@@ -141,16 +139,11 @@ class UserHandler(RestHandler):
         include_stopped, live = self.flag("include_stopped_servers"), self.hub.servers
         with_state = auth_state or await self.can("admin:auth_state", user=name)
 
-        def read(conn: Connection) -> tuple[list[UserRow], bytes | None]:
-            found = conn.execute(_ID_AND_STATE, {"name": name}).first()
-            if found is None:
-                return [], None
-            return load_users(conn, [found[0]], include_stopped, live), found[1]
-
-        rows, blob = await reader_for(self.hub).run(read)
-        if not rows:
+        found = await reader_for(self.hub).run(load_user, name, include_stopped, live)
+        if found is None:
             raise bad(f"No such user {name[:80]}", 404)
-        model = UserView(self.held).model(self.urls, rows[0])
+        row, blob = found
+        model = UserView(self.held).model(self.urls, row)
         if with_state:
             model["auth_state"] = self._auth_state(blob)
         self.write_json(model, status)

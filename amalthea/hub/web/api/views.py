@@ -29,8 +29,9 @@ from amalthea.hub.store.models import (
     user_group_map,
     user_role_map,
 )
+from amalthea.hub.store.prepared import PreparedSelect
 
-__all__ = ["ServerInfo", "Urls", "UserRow", "UserView", "load_users", "token_model"]
+__all__ = ["ServerInfo", "Urls", "UserRow", "UserView", "load_user", "load_users", "token_model"]
 
 ACTIVE = ("pending", "running", "stopping")
 
@@ -188,20 +189,52 @@ def load_users(
             implicit = ("user", "admin") if row.admin else ("user",)
             row.roles = sorted(set(row.roles).union(implicit))
     if want_servers:
-        for uid, name, display, state, started, last, options, sstate in conn.execute(
-            _SERVERS[which], params
-        ):
+        for uid, *server in conn.execute(_SERVERS[which], params):
             owner = by_id.get(uid)
-            if owner is None:
-                continue
-            if live is not None:
-                rt = live.get(owner.name, name)
-                if rt is not None:
-                    state = rt.state.value
-            if include_stopped or state in ACTIVE:
-                owner.servers[name] = ServerInfo(name, display, state, started, last, options,
-                                                 sstate)  # fmt: skip
+            if owner is not None:
+                _add_server(owner, server, include_stopped, live)
     return list(by_id.values())
+
+
+def _add_server(owner: UserRow, row: Sequence[Any], include_stopped: bool, live: Any) -> None:
+    """One servers row (``_SERVER_COLS`` without user_id); live state wins over the DB's."""
+    name, display, state, started, last, options, sstate = row
+    if live is not None:
+        rt = live.get(owner.name, name)
+        if rt is not None:
+            state = rt.state.value
+    if include_stopped or state in ACTIVE:
+        owner.servers[name] = ServerInfo(name, display, state, started, last, options, sstate)
+
+
+_UID: Any = bindparam("uid")
+_ONE_USER = PreparedSelect(
+    select(*_USER_COLS, User.encrypted_auth_state).where(User.name == bindparam("name"))
+)
+_ONE_GROUPS = PreparedSelect(select(Group.name).join(user_group_map, Group.id == user_group_map.c.group_id)
+                             .where(user_group_map.c.user_id == _UID).order_by(Group.name))  # fmt: skip
+_ONE_ROLES = PreparedSelect(select(Role.name).join(user_role_map, Role.id == user_role_map.c.role_id)
+                            .where(user_role_map.c.user_id == _UID))  # fmt: skip
+_ONE_SERVERS = PreparedSelect(select(*_SERVER_COLS[1:]).where(Server.user_id == _UID))
+
+
+def load_user(
+    conn: Connection, name: str, include_stopped: bool = False, live: Any = None
+) -> tuple[UserRow, bytes | None] | None:
+    """One user by name, as ``load_users`` builds it, plus the encrypted auth_state; None if
+    there is no such user. For the per-user endpoints: four prepared statements by key
+    (store/prepared.py), a fraction of the CPU of ``load_users``' generic batch queries."""
+    found = _ONE_USER.first(conn, name=name)
+    if found is None:
+        return None
+    uid, name, admin, created, last_activity, user_info, auth_state = found
+    groups = [g for (g,) in _ONE_GROUPS.all(conn, uid=uid)]
+    user = UserRow(uid, name, admin, created, last_activity, user_info, groups, [], {})
+    roles = {r for (r,) in _ONE_ROLES.all(conn, uid=uid)}
+    user.roles = sorted(roles.union(("user", "admin") if admin else ("user",)))
+    for server in _ONE_SERVERS.all(conn, uid=uid):
+        _add_server(user, server, include_stopped, live)
+    return user, auth_state
 
 
 class UserView:
