@@ -37,6 +37,11 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # answered without importing the hub (most of a second)
+        from amalthea import __version__
+
+        print(__version__)
+        return 0
     from amalthea.hub.app import Amalthea
     from amalthea.hub.settings import ConfigError, validate_config
     from amalthea.plugins import PluginLoadError

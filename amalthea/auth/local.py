@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from traitlets import Bool, Integer, default
 
 from amalthea.auth.base import Authenticator, AuthError, AuthResult, LoginRequest
@@ -28,7 +26,34 @@ from amalthea.hub.clock import utcnow
 
 __all__ = ["Account", "AccountStore", "LocalAuthenticator"]
 
-_hasher = PasswordHasher()
+
+class _Argon2:
+    """argon2-cffi's ``PasswordHasher`` (defaults), imported on the first password operation:
+    the hub imports this module at every start and most starts check no password."""
+
+    @functools.cached_property
+    def _hasher(self) -> Any:
+        from argon2 import PasswordHasher
+
+        return PasswordHasher()
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)  # type: ignore[no-any-return]
+
+    def verify(self, stored: str, password: str) -> bool:
+        """True if it matches; False (not an exception) when it does not or ``stored`` is bad."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        try:
+            return self._hasher.verify(stored, password)  # type: ignore[no-any-return]
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def check_needs_rehash(self, stored: str) -> bool:
+        return self._hasher.check_needs_rehash(stored)  # type: ignore[no-any-return]
+
+
+_hasher = _Argon2()
 
 
 @functools.cache
@@ -106,13 +131,7 @@ class LocalAuthenticator(Authenticator):
         return await asyncio.to_thread(_hasher.hash, password)
 
     async def _verify(self, stored: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return _hasher.verify(stored, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        return await asyncio.to_thread(check)
+        return await asyncio.to_thread(_hasher.verify, stored, password)
 
     # ---- the contract ----------------------------------------------------------------------
     async def authenticate(self, request: LoginRequest) -> AuthResult | None:

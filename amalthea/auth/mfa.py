@@ -19,28 +19,51 @@ with a storage object it provides (see :class:`MFAStore`). The stored shape matc
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from traitlets import Int, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
 from amalthea.auth.state_crypto import AuthStateCrypto, CryptKeyError
 
-try:
+if TYPE_CHECKING:
     import pyotp
-except ImportError as e:  # pragma: no cover - depends on the installed extras
-    raise ImportError("MFA needs pyotp: pip install 'amalthea[mfa]'") from e
 
-_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: codes are typed from paper
+# pyotp and argon2 are imported by the first MFA operation, not here: the hub imports this
+# module (for the MFA pages) at every start. Whether pyotp is installed is still decided here,
+# so the pages are disabled with this message when it is not.
+if importlib.util.find_spec("pyotp") is None:  # pragma: no cover - depends on the extras
+    raise ImportError("MFA needs pyotp: pip install 'amalthea[mfa]'")
+
+
+def _totp(secret: str) -> pyotp.TOTP:
+    import pyotp
+
+    return pyotp.TOTP(secret)
+
+
+def _random_secret() -> str:
+    import pyotp
+
+    return pyotp.random_base32()
+
+
 # Recovery codes are high-entropy, so a light argon2 setting is enough and keeps checking
 # ten hashes fast.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+@functools.cache
+def _hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: codes are typed from paper
 
 
 class MFAError(Exception):
@@ -141,9 +164,9 @@ class MFAManager(LoggingConfigurable):
         """Start enrolment: a new secret, not active until :meth:`confirm`."""
         if await self.is_enrolled(username):
             raise MFAError("A second factor is already set up for this account; remove it first.")
-        secret = pyotp.random_base32()
+        secret = _random_secret()
         await self.store.save_mfa(username, MFARecord(self._seal(secret, False, 0)))
-        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
+        uri = _totp(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
         return Enrolment(secret=secret, uri=uri)
 
     async def pending_enrolment(self, username: str) -> Enrolment | None:
@@ -155,7 +178,7 @@ class MFAManager(LoggingConfigurable):
         if data.get("confirmed"):
             return None
         secret = str(data["secret"])
-        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
+        uri = _totp(secret).provisioning_uri(name=username, issuer_name=self.issuer_name)
         return Enrolment(secret=secret, uri=uri)
 
     async def confirm(self, username: str, code: str) -> list[str] | None:
@@ -175,7 +198,7 @@ class MFAManager(LoggingConfigurable):
                 username,
                 MFARecord(
                     self._seal(str(data["secret"]), True, step),
-                    [_hasher.hash(_normalize(c)) for c in codes],
+                    [_hasher().hash(_normalize(c)) for c in codes],
                 ),
             )
             return codes
@@ -202,13 +225,15 @@ class MFAManager(LoggingConfigurable):
         wanted = _normalize(code)
         if not wanted:
             return False
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         async with self._lock(username):
             record = await self.store.load_mfa(username)
             if record is None:
                 return False
             for stored in record.recovery_codes:
                 try:
-                    _hasher.verify(stored, wanted)
+                    _hasher().verify(stored, wanted)
                 except (VerificationError, InvalidHashError):
                     continue
                 record.recovery_codes = [h for h in record.recovery_codes if h != stored]
@@ -226,7 +251,7 @@ class MFAManager(LoggingConfigurable):
             if record is None or not self._open(record).get("confirmed"):
                 raise MFAError("Set up the second factor before making recovery codes.")
             codes = self._new_recovery_codes()
-            record.recovery_codes = [_hasher.hash(_normalize(c)) for c in codes]
+            record.recovery_codes = [_hasher().hash(_normalize(c)) for c in codes]
             await self.store.save_mfa(username, record)
             return codes
 
@@ -246,7 +271,7 @@ class MFAManager(LoggingConfigurable):
     ) -> int | None:
         """The time step ``code`` belongs to (within the window, newer than last_step), or None."""
         code = "".join(code.split())
-        totp = pyotp.TOTP(secret)
+        totp = _totp(secret)
         if not (code.isdigit() and len(code) == totp.digits):
             return None
         current = int((time.time() if now is None else now) // totp.interval)

@@ -20,9 +20,12 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+# cryptography is imported where keys are used: the hub imports this module at every start,
+# and only hubs with auth_state or MFA ever build a key (tests/hub/test_startup_imports.py)
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 ENV_VAR = "AMALTHEA_CRYPT_KEY"
 GENERATE_HINT = (
@@ -41,10 +44,14 @@ class DecryptError(ValueError):
 
 def generate_key() -> str:
     """A new random key suitable for AMALTHEA_CRYPT_KEY."""
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode()
 
 
 def _parse_key(text: str, index: int) -> Fernet:
+    from cryptography.fernet import Fernet
+
     raw: bytes | None = None
     if len(text) == 64:
         try:
@@ -77,6 +84,8 @@ class AuthStateCrypto:
     def __init__(self, keys: list[Fernet]) -> None:
         if not keys:
             raise CryptKeyError(f"No encryption key given. {GENERATE_HINT}")
+        from cryptography.fernet import MultiFernet
+
         self._fernet = MultiFernet(keys)
         self._newest = keys[0]
         self.key_count = len(keys)
@@ -99,6 +108,8 @@ class AuthStateCrypto:
 
     def decrypt(self, token: bytes) -> dict[str, Any]:
         """Decrypt with any configured key; DecryptError if none fits (key rotated away?)."""
+        from cryptography.fernet import InvalidToken
+
         try:
             data = json.loads(self._fernet.decrypt(token))
         except InvalidToken as e:
@@ -113,6 +124,8 @@ class AuthStateCrypto:
 
     def needs_rotation(self, token: bytes) -> bool:
         """True if ``token`` was written with an older key (so :meth:`rotate` would change it)."""
+        from cryptography.fernet import InvalidToken
+
         try:
             self._newest.decrypt(token)
         except InvalidToken:
@@ -121,6 +134,8 @@ class AuthStateCrypto:
 
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt ``token`` with the newest key (keeps the payload, drops old-key reliance)."""
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.rotate(token)
         except InvalidToken as e:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
@@ -42,6 +41,7 @@ from amalthea.hub.store import queries
 from amalthea.hub.store.accounts import SQLAccountStore
 from amalthea.hub.store.db import Database
 from amalthea.hub.store.migrate import prepare
+from amalthea.hub.web.templates import PageTemplates
 from amalthea.plugins import AUTHENTICATORS, PROXIES, SPAWNERS, PluginType, installed, load
 from amalthea.spawners.base import SpawnContext, Spawner
 
@@ -290,12 +290,7 @@ class Amalthea(Application):
             db, proxy, make_spawner, HubURLs(self.base_url, api_url, self.public_url),
             str(data), hub_target, self.slow_spawn_timeout, self.slow_stop_timeout,
         )  # fmt: skip
-        templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-            autoescape=jinja2.select_autoescape(["html"]), enable_async=False,
-            # templates ship with the package; checking their mtimes costs stat() calls per page
-            auto_reload=False,
-        )  # fmt: skip
+        templates = PageTemplates(HERE / "templates")
         hub = HubContext(
             settings=settings, db=db, cookie_secret=secrets.cookie_secret,
             authenticator=authenticator, identities=IdentityResolver(db, self.identity_cache_seconds),

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import jinja2
-
     from amalthea.auth.base import Authenticator
     from amalthea.hub.lifecycle import ServerManager
     from amalthea.hub.oauth import OAuthProvider
@@ -18,6 +16,7 @@ if TYPE_CHECKING:
     from amalthea.hub.security.ratelimit import LoginThrottle
     from amalthea.hub.store.accounts import SQLAccountStore
     from amalthea.hub.store.db import Database
+    from amalthea.hub.web.templates import PageTemplates
 
 
 @dataclass
@@ -52,7 +51,7 @@ class HubContext:
     servers: ServerManager
     oauth: OAuthProvider
     throttle: LoginThrottle
-    templates: jinja2.Environment
+    templates: PageTemplates
     accounts: SQLAccountStore
     spawner_class: type
     proxy: Any = None

@@ -29,12 +29,14 @@ in one form and only the chosen profile's are read.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 from amalthea.spawners.units import parse_cpu, parse_memory
 
@@ -307,7 +309,13 @@ _FORM = """\
 </fieldset>
 """
 
-_template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(_FORM)
+
+@functools.cache
+def _template() -> jinja2.Template:
+    # built on the first spawn form, not at import: the hub imports this module at startup
+    import jinja2
+
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(_FORM)
 
 
 def render_form(
@@ -327,7 +335,7 @@ def render_form(
     slug = values.pop("profile", None)
     if slug not in {p.slug for p in allowed}:
         slug = next((p.slug for p in allowed if p.default), allowed[0].slug)
-    return _template.render(profiles=allowed, selected=slug, values=values)
+    return _template().render(profiles=allowed, selected=slug, values=values)
 
 
 def _fmt(number: float | None) -> str:

@@ -15,7 +15,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from dateutil.parser import isoparse
 from sqlalchemy import select
 
 from amalthea.hub.store import queries
@@ -29,6 +28,8 @@ log = logging.getLogger("amalthea.housekeeping")
 def _naive_utc(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
+    from dateutil.parser import isoparse  # here, not at the top: keeps it off the hub's start
+
     try:
         ts = isoparse(value)
     except ValueError:

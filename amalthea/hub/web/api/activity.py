@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from dateutil.parser import isoparse
 from sqlalchemy import select
 from tornado import web
 
@@ -18,6 +17,8 @@ from amalthea.hub.web.base import APIHandler
 def _parse(value: Any, what: str) -> datetime:
     if not isinstance(value, str):
         raise web.HTTPError(400, reason=f"{what} must be an ISO 8601 timestamp string")
+    from dateutil.parser import isoparse  # here, not at the top: keeps it off the hub's start
+
     try:
         ts = isoparse(value)
     except ValueError:
