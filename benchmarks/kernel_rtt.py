@@ -1,19 +1,25 @@
 """Kernel round trip: how long ``1+1`` takes, from the client's send to the client's receipt.
 
     python benchmarks/kernel_rtt.py [-n 60] [--runs 3] [--only client,bare,single,proxy]
+                                    [--variants fast,stock,nagle]
                                     [--protocol legacy|v1] [--trace]
 
 One round trip = send ``execute_request`` for ``1+1``, stop the clock when BOTH the
 ``execute_reply`` (shell) and the ``execute_result`` (iopub) for that request have arrived.
 Measured on the client with ``time.perf_counter``; the first ``--warmup`` executions per target
-are dropped. Targets, each with its own kernel (ipykernel), all on 127.0.0.1:
+are dropped. Targets, each with its own kernel, all on 127.0.0.1:
 
-  client   jupyter_client straight to the kernel over ZMQ (no server; the floor)
+  client   jupyter_client straight to a stock ipykernel over ZMQ (no server; the old floor)
+  client-fast   the same with amalthea's fast kernel (python -m amalthea.singleuser.kernel)
   bare     a plain ``jupyter server``, kernel websocket (jupyter_server as shipped)
-  single   ``amalthea-singleuser`` (against a fake hub) with its TCP_NODELAY fix
-  single-nagle  the same with ``--HubExtension.kernel_tcp_nodelay=False`` (before the fix)
-  proxy    ``amalthea-singleuser`` (fix on) through ``amalthea-proxy``
-  proxy-nagle   the same, fix off
+  single   ``amalthea-singleuser`` (against a fake hub) as shipped: TCP_NODELAY and fast kernel
+  single-stock  the same with ``--HubExtension.fast_kernel=False`` (stock ipykernel)
+  single-nagle  the same with ``--HubExtension.kernel_tcp_nodelay=False`` (before that fix)
+  proxy    ``amalthea-singleuser`` (as shipped) through ``amalthea-proxy``
+  proxy-stock, proxy-nagle  the same, with the fast kernel or TCP_NODELAY off
+
+``--variants`` picks which of the fast (as shipped), stock and nagle variants of client,
+single and proxy run (default: all; nagle applies to single and proxy only).
 
 ``--protocol`` picks the websocket framing: ``legacy`` JSON text (default; what
 benchmarks/hub/client.py speaks) or ``v1`` binary (what JupyterLab negotiates).
@@ -51,13 +57,20 @@ from fakehub import FakeHub
 
 BIN = Path(sys.executable).parent
 TOKEN = "benchmark-token"
-# alice runs the fixed server, nagle the one with the fix turned off; the token reaches both.
+# One server per variant: alice runs amalthea-singleuser as shipped, stock without the fast
+# kernel, nagle without TCP_NODELAY. The benchmark token reaches all three.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "fast": ("alice", []),
+    "stock": ("stock", ["--HubExtension.fast_kernel=False"]),
+    "nagle": ("nagle", ["--HubExtension.kernel_tcp_nodelay=False"]),
+}
+SUFFIX = {"fast": "", "stock": "-stock", "nagle": "-nagle"}
 USER = {
     "name": "alice",
     "kind": "user",
     "groups": [],
     "admin": False,
-    "scopes": ["access:servers!server=alice/", "access:servers!server=nagle/"],
+    "scopes": [f"access:servers!server={user}/" for user, _ in VARIANTS.values()],
 }
 
 # One execution: total seconds, and {msg_type: seconds after send} for --trace.
@@ -226,10 +239,21 @@ def kernel_ws(base: str, headers: dict[str, str], protocol: str | None) -> Itera
 
 
 @contextmanager
-def direct_client() -> Iterator[Runner]:
-    from jupyter_client.manager import start_new_kernel
+def direct_client(fast: bool) -> Iterator[Runner]:
+    """jupyter_client and a kernel: the stock python3 spec, or it rewritten as the server does."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
 
-    km, kc = start_new_kernel(kernel_name="python3")
+    from amalthea.singleuser.kernelspec import enable_fast_kernel
+
+    specs = KernelSpecManager()
+    if fast:
+        enable_fast_kernel(specs)
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
 
     def once() -> Sample:
         seen: dict[str, float] = {}
@@ -292,8 +316,8 @@ def bare_server(stack: ExitStack, tmp: Path) -> Server:
     return launch(stack, args, jupyter_env(home), home / "server.log", f"http://127.0.0.1:{port}/")
 
 
-def singleuser(stack: ExitStack, tmp: Path, hub: FakeHub, user: str, nodelay: bool) -> Server:
-    """amalthea-singleuser as ``user``'s server, with the TCP_NODELAY fix on or off."""
+def singleuser(stack: ExitStack, tmp: Path, hub: FakeHub, user: str, extra: list[str]) -> Server:
+    """amalthea-singleuser as ``user``'s server, with ``extra`` command-line options."""
     home = tmp / user
     home.mkdir()
     port = free_port()
@@ -316,11 +340,7 @@ def singleuser(stack: ExitStack, tmp: Path, hub: FakeHub, user: str, nodelay: bo
             "JUPYTERHUB_HOST": "",
         }
     )
-    args = [
-        str(BIN / "amalthea-singleuser"),
-        "--allow-root",
-        f"--HubExtension.kernel_tcp_nodelay={nodelay}",
-    ]
+    args = [str(BIN / "amalthea-singleuser"), "--allow-root", *extra]
     return launch(stack, args, env, home / "server.log", f"http://127.0.0.1:{port}{prefix}")
 
 
@@ -352,7 +372,7 @@ def auth() -> dict[str, str]:
 
 
 def open_targets(
-    stack: ExitStack, tmp: Path, only: set[str], protocol: str | None
+    stack: ExitStack, tmp: Path, only: set[str], variants: list[str], protocol: str | None
 ) -> dict[str, Runner]:
     """Start every process first (they start in parallel), then a kernel on each."""
     singles: dict[str, Server] = {}
@@ -361,13 +381,17 @@ def open_targets(
         hub = FakeHub().start()
         stack.callback(hub.stop)
         hub.state.tokens[TOKEN] = USER
-        singles[""] = singleuser(stack, tmp, hub, "alice", nodelay=True)
-        singles["-nagle"] = singleuser(stack, tmp, hub, "nagle", nodelay=False)
+        for variant in variants:
+            user, extra = VARIANTS[variant]
+            singles[SUFFIX[variant]] = singleuser(stack, tmp, hub, user, extra)
     api, public = proxy(stack, tmp) if "proxy" in only else (None, "")
 
     runners: dict[str, Runner] = {}
     if "client" in only:
-        runners["client"] = stack.enter_context(direct_client())
+        # "client" stays the stock kernel (the floor the other rows are compared with).
+        for variant in sorted(set(variants) - {"nagle"}, reverse=True):
+            name = "client" if variant == "stock" else "client-fast"
+            runners[name] = stack.enter_context(direct_client(fast=variant == "fast"))
     if bare is not None:
         runners["bare"] = stack.enter_context(kernel_ws(bare.ready(), auth(), protocol))
     if "single" in only:
@@ -404,6 +428,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="client,bare,single,proxy")
     ap.add_argument(
+        "--variants",
+        default="fast,stock,nagle",
+        help="of client/single/proxy: fast (as shipped), stock (no fast kernel), nagle",
+    )
+    ap.add_argument(
         "--protocol",
         choices=["legacy", "v1"],
         default="legacy",
@@ -415,7 +444,11 @@ def main() -> None:
     only = set(opts.only.split(","))
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kernel-rtt-")))
-        runners = open_targets(stack, tmp, only, V1 if opts.protocol == "v1" else None)
+        variants = [v for v in opts.variants.split(",") if v]
+        unknown = set(variants) - set(VARIANTS)
+        if unknown:
+            ap.error(f"--variants: unknown {sorted(unknown)}; choose from {sorted(VARIANTS)}")
+        runners = open_targets(stack, tmp, only, variants, V1 if opts.protocol == "v1" else None)
         p50s: dict[str, list[float]] = defaultdict(list)
         p95s: dict[str, list[float]] = defaultdict(list)
         arrivals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -442,11 +475,14 @@ def main() -> None:
         f"load average {load:.1f} on {os.cpu_count()} cores; median over runs"
     )
     floor = statistics.median(p50s["client"]) if "client" in p50s else None
-    print(f"{'target':13} {'p50 ms':>8} {'p95 ms':>8} {'p50/client':>11}")
+    print(f"{'target':13} {'p50 ms':>8} {'p95 ms':>8} {'p50/client':>11} {'fast/stock':>11}")
     for name in runners:
         p50, p95 = statistics.median(p50s[name]), statistics.median(p95s[name])
         ratio = f"{p50 / floor:10.2f}x" if floor else ""
-        print(f"{name:13} {p50:8.2f} {p95:8.2f} {ratio:>11}")
+        # the fast kernel's row against the same target with the stock kernel, same run
+        stock = {"client-fast": "client"}.get(name, f"{name}-stock")
+        versus = f"{p50 / statistics.median(p50s[stock]):10.2f}x" if stock in p50s else ""
+        print(f"{name:13} {p50:8.2f} {p95:8.2f} {ratio:>11} {versus:>11}")
     if opts.trace:
         print("\nmedian arrival after send (ms):")
         for name, kinds in arrivals.items():

@@ -1,0 +1,127 @@
+"""The fast kernel: ipykernel's IPython kernel with IOPub sent from the producing thread.
+
+:class:`FastKernelApp` is ``IPKernelApp`` with three changes, each removing a thread hand-off
+or a fixed wait from every execution (figures for ``1+1`` in benchmarks/kernel_rtt.py):
+
+- the IOPub thread is :class:`~.iopub.DirectIOPubThread` and ``sys.stdout``/``sys.stderr``
+  are :class:`~.iopub.DirectOutStream` (see iopub.py);
+- the kernel is :class:`FastIPythonKernel`: while handling a request its SIGINT handler is
+  :data:`~.sigint.SHIELD`'s, which can defer Ctrl-C by the few microseconds of a send, and it
+  does not sleep 0.5 ms before every ``execute_reply`` (ipykernel's ``_execute_sleep``, a guard
+  against stream output arriving after the reply, which it cannot anyway when streams are
+  flushed synchronously before the reply is sent);
+- without subshells (``FastKernelApp.subshells = False``, the default) the shell socket is
+  read on the main thread, as ipykernel 6 did, instead of by ipykernel 7's shell-channel thread,
+  which forwards each request to the main thread and each reply back over inproc sockets.
+
+Everything else — options, config files (``ipython_kernel_config.py``), magics, comms, the
+debugger — is ipykernel's. If this ipykernel lacks an internal we rely on, the app logs why and
+runs as the stock kernel.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from ipykernel import iostream, kernelapp
+from ipykernel.ipkernel import IPythonKernel
+from ipykernel.kernelapp import IPKernelApp
+from traitlets import Bool, Float, default
+
+from .iopub import DirectIOPubThread, supported
+from .sigint import SHIELD
+
+__all__ = ["FastIPythonKernel", "FastKernelApp", "NoShellChannelThread"]
+
+OUTSTREAM = "amalthea.singleuser.kernel.iopub.DirectOutStream"
+
+
+class NoShellChannelThread:
+    """Stands in for ipykernel 7's shell-channel thread when subshells are off.
+
+    ipykernel 7 mostly supports running without that thread — it tests ``if
+    self.shell_channel_thread:`` and ``_supports_kernel_subshells`` — but 7.4's ``do_execute``
+    reads ``shell_channel_thread.parent_thread`` unguarded for cells with top-level ``await``.
+    This object is falsy, so the guarded paths take the no-subshell branch, and names the main
+    thread as the parent, which is where requests then run.
+    """
+
+    def __init__(self) -> None:
+        self.parent_thread = threading.main_thread()
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class FastIPythonKernel(IPythonKernel):
+    """IPythonKernel whose request handlers run under the deferring SIGINT handler."""
+
+    _execute_sleep = Float(
+        0.0,
+        help="Seconds to sleep after flushing output, before each execute_reply "
+        "(ipykernel's default is 0.0005; not needed when output is flushed synchronously).",
+    ).tag(config=True)
+
+    @property
+    def _supports_kernel_subshells(self) -> bool:
+        return bool(self.shell_channel_thread)
+
+    def pre_handler_hook(self) -> None:
+        # ipykernel installs signal.default_int_handler here; ours raises the same
+        # KeyboardInterrupt, only not in the middle of sending a message.
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, SHIELD.handler)
+
+
+class FastKernelApp(IPKernelApp):
+    """IPKernelApp that runs :class:`FastIPythonKernel` with direct IOPub sends."""
+
+    subshells = Bool(
+        False,
+        help="Keep ipykernel 7's kernel subshells (a shell-channel thread that routes requests "
+        "to subshell threads). Off, requests are read on the main thread as in ipykernel 6, "
+        "which saves two thread hand-offs per request; turn on for clients that create "
+        "subshells. No effect with ipykernel 6.",
+    ).tag(config=True)
+
+    fast = Bool(
+        True,
+        help="Use direct IOPub sends. Off, this is the stock ipykernel (for comparisons).",
+    ).tag(config=True)
+
+    @default("kernel_class")
+    def _default_kernel_class(self) -> type[IPythonKernel]:
+        return FastIPythonKernel
+
+    @default("outstream_class")
+    def _default_outstream_class(self) -> str:
+        return OUTSTREAM
+
+    def init_iopub(self, context: Any) -> None:
+        missing = supported()
+        if not self.fast or missing:
+            if missing:
+                self.log.warning("Fast kernel off: this ipykernel has no %s", missing)
+            self.outstream_class = "ipykernel.iostream.OutStream"
+            super().init_iopub(context)
+            return
+        # ipykernel builds the thread from the name IOPubThread in its kernelapp module and has
+        # no setting for it; point the name at ours for the duration of the call.
+        name = iostream.IOPubThread.__name__
+        setattr(kernelapp, name, DirectIOPubThread)
+        try:
+            super().init_iopub(context)
+        finally:
+            setattr(kernelapp, name, iostream.IOPubThread)
+
+    def init_control(self, context: Any) -> None:
+        super().init_control(context)
+        thread = getattr(self, "shell_channel_thread", None)  # None before ipykernel 7
+        if not self.subshells and thread is not None:
+            thread.io_loop.close()  # never started
+            self.shell_channel_thread = NoShellChannelThread()
+
+
+def main() -> None:
+    FastKernelApp.launch_instance()
