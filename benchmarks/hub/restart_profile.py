@@ -10,6 +10,8 @@ answers 200 through the proxy and ``GET /hub/api/users/<last user>`` answers 200
     python3 benchmarks/hub/restart_profile.py                 # 5 restarts, median
     python3 benchmarks/hub/restart_profile.py --importtime    # + the slowest imports of one start
     python3 benchmarks/hub/restart_profile.py --cprofile out.prof
+    git worktree add /tmp/before HEAD~3
+    python3 benchmarks/hub/restart_profile.py --compare /tmp/before   # interleaved A/B
 
 Stdlib only; runs the hub from ``--venv`` (default: the repository's ``.venv``). The load average
 is printed with every figure: the machine is shared.
@@ -123,6 +125,9 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true",
                     help="one more start through startup_timeline.py: when each step ran")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--compare", type=Path, metavar="TREE",
+                    help="another checkout (e.g. a git worktree): its amalthea/ is put on "
+                    "PYTHONPATH for every other restart, interleaved with this one")  # fmt: skip
     args = ap.parse_args()
 
     # like install.amalthea(): no start pays for recompiling a module edited since its .pyc
@@ -143,15 +148,28 @@ def main() -> None:
         token = new_token(hub)
         print(f"first start (starts the proxy): {first:.3f} s", flush=True)
         hub.stop()
-        times = []
+        trees = {"this tree": None} if args.compare is None else {
+            "this tree": None, str(args.compare): args.compare.resolve()}  # fmt: skip
+        times: dict[str, list[float]] = {name: [] for name in trees}
+        base_env = hub.env
         for i in range(args.repeat):
-            time.sleep(0.5)
-            load = os.getloadavg()[0]
-            hub.start()
-            times.append(wait_up(hub, user, token))
-            print(f"restart {i + 1}: {times[-1]:.3f} s (load {load:.2f})", flush=True)
-            hub.stop()
-        print(f"median {statistics.median(times):.3f} s, min {min(times):.3f} s over {len(times)}")
+            for name, tree in trees.items():
+                hub.env = lambda tree=tree: {**base_env(), **({"PYTHONPATH": str(tree)} if tree else {})}  # type: ignore[method-assign,misc]  # fmt: skip
+                if tree is not None:
+                    subprocess.run([str(args.venv / "bin" / "python"), "-m", "compileall", "-q",
+                                    str(tree / "amalthea")], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                time.sleep(0.5)
+                load = os.getloadavg()[0]
+                hub.start()
+                times[name].append(wait_up(hub, user, token))
+                print(f"restart {i + 1} ({name}): {times[name][-1]:.3f} s (load {load:.2f})",
+                      flush=True)  # fmt: skip
+                hub.stop()
+        hub.env = base_env  # type: ignore[method-assign]
+        for name, ts in times.items():
+            print(
+                f"{name}: median {statistics.median(ts):.3f} s, min {min(ts):.3f} s over {len(ts)}"
+            )
         if args.importtime:
             profile_imports(hub)
         if args.timeline:
