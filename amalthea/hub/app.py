@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -379,7 +380,8 @@ class Amalthea(Application):
         )  # fmt: skip
 
     # ---- run ----------------------------------------------------------------------------
-    async def serve(self) -> None:
+    async def serve(self, started: Callable[[], None] | None = None) -> None:
+        """Build, listen, serve until a signal; ``started()`` once the hub answers requests."""
         hub = await self.build()
         servers = hub.servers
         await servers.reconcile()
@@ -401,6 +403,8 @@ class Amalthea(Application):
         housekeeper.start()
         self.log.info("Amalthea %s is running at %s%s", __version__, self.bind_url.rstrip("/"),
                       hub.settings.hub_prefix)  # fmt: skip
+        if started is not None:
+            started()
         stop = asyncio.Event()
         keep = {"servers": not self.cleanup_servers, "proxy": not self.cleanup_proxy}
         loop = asyncio.get_running_loop()
