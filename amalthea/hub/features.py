@@ -74,3 +74,6 @@ async def start(hub: Any) -> None:
 async def stop(hub: Any) -> None:
     await hub.extras["culler"].stop()
     await hub.extras["services"].stop()
+    writer = hub.extras.get("session_writer")  # store/session_writer.py, made on first login
+    if writer is not None:  # logins still queued are committed before the hub exits
+        await writer.close()

@@ -36,13 +36,14 @@ from amalthea.auth.state_crypto import AuthStateCrypto, DecryptError, check_conf
 from amalthea.hub.store import queries
 from amalthea.hub.store.db import Database
 from amalthea.hub.store.models import Group, LocalAccount, LoginSession, User
+from amalthea.hub.store.prepared import PreparedSelect
 from amalthea.hub.store.reads import Reader
 
 __all__ = ["Logins", "rotate_stored_secrets"]
 
 log = logging.getLogger("amalthea.logins")
 
-_ID_AND_ADMIN = select(User.id, User.admin).where(User.name == bindparam("name"))
+_ID_AND_ADMIN = PreparedSelect(select(User.id, User.admin).where(User.name == bindparam("name")))
 
 
 def _overrides(auth: Authenticator, name: str) -> bool:
@@ -104,9 +105,7 @@ class Logins:
             return None
         if self._reader is None:
             self._reader = Reader(self.db.url)
-        found = await self._reader.run(
-            lambda conn: conn.execute(_ID_AND_ADMIN, {"name": result.name}).first()
-        )
+        found = await self._reader.run(lambda conn: _ID_AND_ADMIN.first(conn, name=result.name))
         if found is None or (result.admin is not None and found[1] != result.admin):
             return None
         return User(id=found[0], name=result.name, admin=found[1])

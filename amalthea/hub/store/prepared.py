@@ -16,21 +16,29 @@ post-compile parameters); rows are tuples. Anything else uses ``Connection.execu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["PreparedSelect"]
+__all__ = ["Compiled", "PreparedSelect"]
 
 _Processor = Callable[[Any], Any] | None
 
 
-class _Compiled:
-    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect)
+class Compiled:
+    """``stmt`` compiled for ``dialect``: its SQL text, DBAPI arguments made from named values
+    (with the dialect's bind processors) and, for a SELECT, its rows made into Python values.
+    ``column_keys``: the columns an INSERT sets (all of them get a placeholder)."""
+
+    def __init__(
+        self, stmt: ClauseElement, dialect: Dialect, column_keys: list[str] | None = None
+    ) -> None:
+        compiled = cast(SQLCompiler, stmt.compile(dialect=dialect, column_keys=column_keys))
         if compiled.literal_execute_params or compiled.post_compile_params:
-            raise ValueError(f"PreparedSelect cannot run expanding/post-compile parameters: {stmt}")
+            raise ValueError(f"cannot prepare expanding/post-compile parameters: {stmt}")
         self.sql = compiled.string
         #: parameter names in placeholder order (qmark/format styles), else None (named styles)
         self.order = list(compiled.positiontup or ()) if compiled.positional else None
@@ -38,40 +46,44 @@ class _Compiled:
             key: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for key, bind in compiled.binds.items()
         }
+        selected = stmt.selected_columns if isinstance(stmt, Select) else ()
         self.columns: list[_Processor] = [
-            col.type.dialect_impl(dialect).result_processor(dialect, None)
-            for col in stmt.selected_columns
+            col.type.dialect_impl(dialect).result_processor(dialect, None) for col in selected
         ]
         self.plain = all(p is None for p in self.columns)
+
+    def args(self, params: dict[str, Any]) -> Any:
+        values = {k: (p(params[k]) if p else params[k]) for k, p in self.binds.items()}
+        return values if self.order is None else tuple(values[k] for k in self.order)
+
+    def rows(self, raw: list[Any]) -> list[tuple[Any, ...]]:
+        if self.plain:
+            return [tuple(r) for r in raw]
+        procs = self.columns
+        return [tuple(p(v) if p else v for p, v in zip(procs, r, strict=True)) for r in raw]
 
 
 class PreparedSelect:
     """``PreparedSelect(select(...).where(X == bindparam("x"))).all(conn, x=1)``."""
 
-    def __init__(self, stmt: Select[Any]) -> None:
+    def __init__(self, stmt: Select[*tuple[Any, ...]]) -> None:
         self.stmt = stmt
-        self._by_dialect: dict[Dialect, _Compiled] = {}
+        self._by_dialect: dict[Dialect, Compiled] = {}
 
-    def _compiled(self, dialect: Dialect) -> _Compiled:
+    def _compiled(self, dialect: Dialect) -> Compiled:
         found = self._by_dialect.get(dialect)
         if found is None:
-            found = self._by_dialect[dialect] = _Compiled(self.stmt, dialect)
+            found = self._by_dialect[dialect] = Compiled(self.stmt, dialect)
         return found
 
     def all(self, conn: Connection, **params: Any) -> list[tuple[Any, ...]]:
         c = self._compiled(conn.dialect)
-        values = {k: (p(params[k]) if p else params[k]) for k, p in c.binds.items()}
-        args: Any = values if c.order is None else tuple(values[k] for k in c.order)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(c.sql, args)
-            rows = cursor.fetchall()
+            cursor.execute(c.sql, c.args(params))
+            return c.rows(cursor.fetchall())
         finally:
             cursor.close()
-        if c.plain:
-            return [tuple(r) for r in rows]
-        procs = c.columns
-        return [tuple(p(v) if p else v for p, v in zip(procs, r, strict=True)) for r in rows]
 
     def first(self, conn: Connection, **params: Any) -> tuple[Any, ...] | None:
         rows = self.all(conn, **params)

@@ -109,24 +109,6 @@ async def create_token(
     return token, row
 
 
-async def create_session(
-    s: AsyncSession, user: User, max_age_days: float, user_agent: str = ""
-) -> LoginSession:
-    """Insert a login session. Returns the row as a transient object (not added to ``s``):
-    a plain INSERT costs a fraction of the ORM unit of work, and callers need only its id."""
-    now = utcnow()
-    values = {
-        "id": uuid.uuid4().hex,
-        "user_id": user.id,
-        "created": now,
-        "last_seen": now,
-        "expires_at": now + timedelta(days=max_age_days),
-        "user_agent": user_agent[:500],
-    }
-    await s.execute(insert(LoginSession), values)
-    return LoginSession(**values)
-
-
 async def end_session(s: AsyncSession, session_id: str) -> list[str]:
     """Delete the session and the OAuth tokens issued in it; returns the deleted token hashes."""
     hashes = list(

@@ -32,7 +32,7 @@ from amalthea.hub.security import csrf
 from amalthea.hub.security.identity import Identity
 from amalthea.hub.security.redact import redact_uri
 from amalthea.hub.security.redirects import safe_next
-from amalthea.hub.store import queries
+from amalthea.hub.store.session_writer import writer_for
 from amalthea.hub.web import json_out
 
 __all__ = ["APIHandler", "BaseHandler", "PageHandler", "authenticated"]
@@ -171,17 +171,15 @@ class BaseHandler(web.RequestHandler):
 
     # ---- login cookies -----------------------------------------------------------------
     async def login_user(self, user: Any) -> None:
-        async with self.hub.db.session() as s:
-            row = await queries.create_session(
-                s, user, self.hub.settings.cookie_max_age_days,
-                self.request.headers.get("User-Agent", ""),
-            )  # fmt: skip
-            await s.commit()
         days = self.hub.settings.cookie_max_age_days
+        # committed before the cookie is sent (store/session_writer.py batches the commits)
+        sid = await writer_for(self.hub).create(
+            user.id, days, self.request.headers.get("User-Agent", "")
+        )
         secure = self.hub.settings.cookie_secure or self.request.protocol == "https"
-        self.set_signed_cookie(LOGIN_COOKIE, row.id, expires_days=days, path=self.hub_prefix,
+        self.set_signed_cookie(LOGIN_COOKIE, sid, expires_days=days, path=self.hub_prefix,
                                httponly=True, samesite="Lax", secure=secure)  # fmt: skip
-        self.set_cookie(SESSION_COOKIE, row.id, path=self.base_url, httponly=True,
+        self.set_cookie(SESSION_COOKIE, sid, path=self.base_url, httponly=True,
                         samesite="Lax", secure=secure)  # fmt: skip
         self.clear_cookie(XSRF_COOKIE, path=self.hub_prefix)
 

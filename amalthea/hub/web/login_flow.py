@@ -25,6 +25,7 @@ from amalthea.auth.base import AuthError, AuthResult
 from amalthea.hub.lifecycle import ServerState
 from amalthea.hub.security.redirects import safe_next
 from amalthea.hub.store import queries
+from amalthea.hub.store.session_writer import writer_for
 
 __all__ = ["complete_login", "log_refusal", "next_after_login", "pending_enrolment"]
 
@@ -92,15 +93,13 @@ async def start_session(handler: RequestHandler, user: Any) -> None:
     # A plugin's handler: the same cookies BaseHandler.login_user sets.
     hub = handler.settings["hub"]
     settings = hub.settings
-    async with hub.db.session() as s:
-        row = await queries.create_session(s, user, settings.cookie_max_age_days,
-                                           handler.request.headers.get("User-Agent", ""))  # fmt: skip
-        await s.commit()
+    sid = await writer_for(hub).create(user.id, settings.cookie_max_age_days,
+                                       handler.request.headers.get("User-Agent", ""))  # fmt: skip
     secure = settings.cookie_secure or handler.request.protocol == "https"
-    handler.set_signed_cookie(LOGIN_COOKIE, row.id, expires_days=settings.cookie_max_age_days,
+    handler.set_signed_cookie(LOGIN_COOKIE, sid, expires_days=settings.cookie_max_age_days,
                               path=settings.hub_prefix, httponly=True, samesite="Lax",
                               secure=secure)  # fmt: skip
-    handler.set_cookie(SESSION_COOKIE, row.id, path=settings.base_url, httponly=True,
+    handler.set_cookie(SESSION_COOKIE, sid, path=settings.base_url, httponly=True,
                        samesite="Lax", secure=secure)  # fmt: skip
     handler.clear_cookie(XSRF_COOKIE, path=settings.hub_prefix)
 
