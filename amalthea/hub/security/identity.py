@@ -5,6 +5,13 @@ token many times a second, so results are cached in memory for ``ttl`` seconds k
 token hash / session id. Anything that changes permissions (logout, token revoke, role change)
 calls :meth:`IdentityResolver.forget` or :meth:`forget_all`; other changes show up within ttl.
 
+Revocation never waits for the ttl: a cached identity is used only after one indexed lookup
+says its token (or session) row still exists and has not expired (~20 µs on SQLite's read
+connection). So a revoked or expired token, a deleted user or service (their tokens and
+sessions go with them, ``ON DELETE CASCADE``), a server's token deleted when it stops and a
+logged-out session are refused on the next request, whichever code path or process removed
+the row. Only scope changes (roles, groups, shares) rely on ``forget``/ttl.
+
 Scopes come from ``amalthea.hub.rbac.resolve`` when that module exists (the RBAC owner's full
 implementation); until then a built-in default applies: every user holds ``self``, admins also
 the ``admin`` role's scopes, plus scopes of roles assigned in the database.
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amalthea.hub import rbac
@@ -29,6 +36,8 @@ from amalthea.hub.clock import utcnow
 from amalthea.hub.security.tokens import hash_token, plausible
 from amalthea.hub.store.db import Database
 from amalthea.hub.store.models import APIToken, LoginSession, User
+from amalthea.hub.store.prepared import PreparedSelect
+from amalthea.hub.store.reads import Reader
 
 log = logging.getLogger("amalthea.identity")
 
@@ -39,6 +48,14 @@ ADMIN_SCOPES = (
     "list:services", "read:services", "read:hub", "proxy", "shutdown", "access:services",
     "access:servers", "read:roles", "read:metrics", "shares",
 )  # fmt: skip
+
+
+_TOKEN_ALIVE = PreparedSelect(
+    select(APIToken.expires_at).where(APIToken.hashed == bindparam("hashed"))
+)
+_SESSION_ALIVE = PreparedSelect(
+    select(LoginSession.expires_at).where(LoginSession.id == bindparam("sid"))
+)
 
 
 def identify_scopes(name: str) -> list[str]:
@@ -134,6 +151,7 @@ class IdentityResolver:
 
     def __init__(self, db: Database, ttl: float = 5.0, max_entries: int = 50_000) -> None:
         self.db = db
+        self._reader: Reader | None = None
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Identity | None]] = {}
@@ -199,13 +217,23 @@ class IdentityResolver:
     def forget_all(self) -> None:
         self._cache.clear()
 
+    async def _alive(self, stmt: PreparedSelect, **key: str) -> bool:
+        """Does the token/session row still exist, unexpired? (see the module docstring)"""
+        if self._reader is None:
+            self._reader = Reader(self.db.url)
+        row = await self._reader.run(lambda conn: stmt.first(conn, **key))
+        return row is not None and (row[0] is None or row[0] > utcnow())
+
     async def from_token(self, token: str) -> Identity | None:
         if not plausible(token):
             return None
         hashed = hash_token(token)
         found, ident = self._get(hashed)
         if found:
-            return ident
+            if ident is None or await self._alive(_TOKEN_ALIVE, hashed=hashed):
+                return ident
+            self.forget(hashed)
+            return None
         async with self.db.session() as s:
             row = (await s.execute(select(APIToken).where(APIToken.hashed == hashed))).scalar()
             ident = None
@@ -232,6 +260,9 @@ class IdentityResolver:
         key = "session:" + session_id
         found, ident = self._get(key)
         if found:
+            if ident is not None and not await self._alive(_SESSION_ALIVE, sid=session_id):
+                self.forget(key)
+                return None
             return await self._checked(key, ident)
         async with self.db.session() as s:
             row = await s.get(LoginSession, session_id)
