@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 from abc import ABCMeta
-from importlib.metadata import EntryPoints, entry_points
+from importlib.metadata import EntryPoints, PackageNotFoundError, distribution, entry_points
 from typing import Any, cast
 
 from traitlets import MetaHasTraits, TraitError, Type
@@ -36,6 +36,16 @@ def _installed_entry_points() -> EntryPoints:
     return cast(EntryPoints, entry_points())  # a SelectableGroups on 3.11; .select works
 
 
+@functools.cache
+def _own_entry_points() -> EntryPoints:
+    # our own plugins (every default) come from our own metadata alone, so a start that uses
+    # only built-ins never reads the other ~150 distributions' (~20 ms of a restart, issue 3)
+    try:
+        return distribution("amalthea").entry_points
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return EntryPoints(())
+
+
 def _group(group: str) -> EntryPoints:
     return _installed_entry_points().select(group=group)
 
@@ -46,8 +56,13 @@ def installed(group: str) -> dict[str, str]:
 
 
 def load(group: str, name: str) -> type:
-    """Resolve a short name or ``package.module.Class`` path to a class."""
-    eps = {ep.name: ep for ep in _group(group)}
+    """Resolve a short name or ``package.module.Class`` path to a class.
+
+    A built-in short name is Amalthea's own plugin even if another package reuses the name.
+    """
+    eps = {ep.name: ep for ep in _own_entry_points().select(group=group)}
+    if name not in eps:
+        eps = {ep.name: ep for ep in _group(group)} | eps
     if name in eps:
         try:
             return eps[name].load()  # type: ignore[no-any-return]
