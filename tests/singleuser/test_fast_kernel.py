@@ -77,9 +77,14 @@ def run(
             continue
         if msg["parent_header"].get("msg_id") == msg_id:
             messages.append(msg)
-    reply = kc.get_shell_msg(timeout=timeout)
-    assert reply["parent_header"]["msg_id"] == msg_id
-    return messages, reply
+    return messages, shell_reply(kc, msg_id, timeout)
+
+
+def shell_reply(kc: BlockingKernelClient, msg_id: str, timeout: float = 30) -> Msg:
+    """The reply to ``msg_id``, skipping others (wait_for_ready may leave kernel_info replies)."""
+    while (reply := kc.get_shell_msg(timeout=timeout))["parent_header"]["msg_id"] != msg_id:
+        pass
+    return reply
 
 
 def _is_idle(msg: Msg) -> bool:
@@ -223,6 +228,18 @@ def test_error_has_traceback_and_error_reply(kc: BlockingKernelClient) -> None:
     assert kinds(messages)[-1] == "status:idle"
 
 
+def test_error_aborts_requests_queued_behind_it_only(kc: BlockingKernelClient) -> None:
+    """As stock ipykernel 7: queued requests are aborted, one sent after the reply is not."""
+    for code in ("1/0", "import asyncio\nawait asyncio.sleep(0.1)\n1/0"):
+        first = kc.execute(code)
+        queued = [kc.execute(str(n)) for n in range(3)]
+        assert shell_reply(kc, first)["content"]["status"] == "error"
+        assert [shell_reply(kc, m)["content"]["status"] for m in queued] == ["aborted"] * 3
+    for _ in range(20):  # without subshells, ipykernel 7.4 aborts one in four of these
+        assert shell_reply(kc, kc.execute("1/0"))["content"]["status"] == "error"
+        assert shell_reply(kc, kc.execute("2"))["content"]["status"] == "ok"
+
+
 def test_display_time_magic_and_top_level_await(kc: BlockingKernelClient) -> None:
     code = """
 from IPython.display import display, HTML
@@ -279,7 +296,7 @@ def test_interrupt_stops_a_running_cell(
         pass
     time.sleep(0.2)
     km.interrupt_kernel()
-    reply = kc.get_shell_msg(timeout=20)
+    reply = shell_reply(kc, msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert result(run(kc, "21*2")[0]) == "42"
@@ -291,10 +308,11 @@ def test_interrupts_while_the_main_thread_sends_leave_messages_whole(
     """Ctrl-C during a flood of direct sends: every message after it still verifies.
 
     A KeyboardInterrupt between two frames of a send would leave half a message on the socket;
-    jupyter_client would then fail to deserialize (bad signature) or mix up messages.
+    jupyter_client would then fail to deserialize (bad signature) or mix up messages. With the
+    shield (sigint.py) disabled, about one round in five fails here.
     """
     km, kc = kernel
-    for _ in range(5):
+    for _ in range(15):
         msg_id = kc.execute(
             "import sys\nwhile True:\n    print('x' * 50)\n    sys.stdout.flush()",
         )
@@ -304,10 +322,7 @@ def test_interrupts_while_the_main_thread_sends_leave_messages_whole(
             if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
                 seen += 1
         km.interrupt_kernel()
-        while True:
-            reply = kc.get_shell_msg(timeout=20)
-            if reply["parent_header"]["msg_id"] == msg_id:
-                break
+        reply = shell_reply(kc, msg_id)
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         while not _is_idle(msg := kc.get_iopub_msg(timeout=20)) or (
             msg["parent_header"].get("msg_id") != msg_id

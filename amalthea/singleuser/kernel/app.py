@@ -21,14 +21,21 @@ runs as the stock kernel.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from typing import Any
 
+import zmq
 from ipykernel import iostream, kernelapp
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
 from traitlets import Bool, Float, default
+
+try:  # ipykernel 7: how the shell stream's callback runs requests (see _abort_queues)
+    from ipykernel.utils import _async_in_context
+except ImportError:  # pragma: no cover - ipykernel 6
+    _async_in_context = None  # type: ignore[assignment]
 
 from .iopub import DirectIOPubThread, supported
 from .sigint import SHIELD
@@ -67,6 +74,49 @@ class FastIPythonKernel(IPythonKernel):
     @property
     def _supports_kernel_subshells(self) -> bool:
         return bool(self.shell_channel_thread)
+
+    _abort_tasks: set[asyncio.Task[None]]
+
+    def _abort_queues(self, subshell_id: str | None = None) -> None:
+        """After an error, abort the requests sent before it; not those sent after its reply.
+
+        Without the shell-channel thread, ipykernel 7 falls back to ipykernel 6's way: read
+        what is waiting, send the reply, and clear the flag in a callback. Requests wait for
+        the shell's asyncio lock as tasks, and the callback ran ahead of them, while a client
+        that answered the error reply at once could land in the read and be aborted (one in
+        four in tests/singleuser/test_fast_kernel.py). Here the requests already sent are read
+        before the reply leaves (it goes with the idle status), and the flag is cleared by a
+        task that queues for the same lock behind them: what stock ipykernel 7 does with its
+        "stop aborting" marker.
+        """
+        lock = getattr(self, "_main_asyncio_lock", None)
+        if (
+            _async_in_context is None
+            or subshell_id is not None
+            or self.shell_channel_thread
+            or self.stop_on_error_timeout
+            or self.shell_stream is None
+            or lock is None
+        ):
+            super()._abort_queues(subshell_id)
+            return
+        self._aborting = True
+        self.log.info("Aborting queue")
+        self.shell_stream.flush(zmq.POLLIN)
+        if not hasattr(self, "_abort_tasks"):
+            self._abort_tasks = set()
+        # The same path as a request read by the flush: ZMQStream wraps ipykernel's callback,
+        # _async_in_context, in a task, which starts the handler as a second task. Going the
+        # same way puts us in the lock's queue right behind the last of them, and ahead of
+        # anything read later, without counting event-loop steps.
+        task = asyncio.ensure_future(_async_in_context(self._finish_abort)(lock))
+        self._abort_tasks.add(task)
+        task.add_done_callback(self._abort_tasks.discard)
+
+    async def _finish_abort(self, lock: asyncio.Lock) -> None:
+        async with lock:
+            self._aborting = False
+            self.log.info("Finishing abort")
 
     def pre_handler_hook(self) -> None:
         # ipykernel installs signal.default_int_handler here; ours raises the same
