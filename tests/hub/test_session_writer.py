@@ -1,6 +1,7 @@
 """store/session_writer.py on a real SQLite database: a session id is returned only once its row
-is committed, concurrent logins share commits, one bad row fails alone, and a held write lock
-makes logins wait without stopping the event loop."""
+is committed (inline when the write lock is free); while another connection holds the lock,
+logins wait in the writer thread without stopping the event loop and then share commits; one bad
+row fails alone."""
 
 from __future__ import annotations
 
@@ -49,13 +50,27 @@ async def alice_id(db: Database) -> int:
         return user.id
 
 
+@contextlib.contextmanager
+def write_lock_held(db: Database):
+    """Another connection holds SQLite's write lock until the block ends."""
+    path = db.url.removeprefix("sqlite:///")
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+
 async def test_the_row_is_committed_when_create_returns(db, writer):
     uid = await alice_id(db)
     sid = await writer.create(uid, 14, "a browser")
     assert session_rows(db) == {sid: uid}  # another connection sees it: committed
+    assert writer._thread is None  # the lock was free: written inline, no hand-off
 
 
-async def test_concurrent_logins_share_commits(db, writer):
+async def test_a_held_write_lock_delays_logins_not_the_event_loop(db, writer):
     uid = await alice_id(db)
     commits = 0
     write = writer._write
@@ -66,45 +81,37 @@ async def test_concurrent_logins_share_commits(db, writer):
         return write(conn, batch)
 
     writer._write = counting
-    ids = await asyncio.gather(*(writer.create(uid, 14) for _ in range(200)))
-    assert set(session_rows(db)) == set(ids) and len(set(ids)) == 200
-    assert commits < 200  # the ones queued while a commit ran went into the next one together
-
-
-async def test_a_bad_row_fails_alone(db, writer):
-    uid = await alice_id(db)
-    results = await asyncio.gather(
-        writer.create(uid, 14), writer.create(999_999, 14), writer.create(uid, 14),
-        return_exceptions=True,
-    )  # fmt: skip
-    assert isinstance(results[1], sqlite3.IntegrityError)  # no such user (foreign key)
-    assert set(session_rows(db)) == {results[0], results[2]}
-
-
-async def test_a_held_write_lock_delays_logins_not_the_event_loop(db, writer):
-    uid = await alice_id(db)
-    path = db.url.removeprefix("sqlite:///")
-    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's write lock
-        login = asyncio.ensure_future(writer.create(uid, 14))
+    with write_lock_held(db):
+        logins = [asyncio.ensure_future(writer.create(uid, 14)) for _ in range(200)]
         t0 = time.monotonic()
-        for _ in range(10):  # the loop keeps turning while the login waits for the lock
+        for _ in range(10):  # the loop keeps turning while the logins wait for the lock
             await asyncio.sleep(0.02)
         assert time.monotonic() - t0 < 1.0
-        assert not login.done()
-        blocker.execute("COMMIT")
-        sid = await asyncio.wait_for(login, 10)
-        assert sid in session_rows(db)
-    finally:
-        blocker.close()
+        assert not any(login.done() for login in logins)
+    ids = await asyncio.wait_for(asyncio.gather(*logins), 10)
+    assert set(session_rows(db)) == set(ids) and len(set(ids)) == 200
+    assert commits < 20  # the logins that waited together were committed together
+
+
+@pytest.mark.parametrize("contended", [False, True])
+async def test_a_bad_row_fails_alone(db, writer, contended):
+    uid = await alice_id(db)
+    with write_lock_held(db) if contended else contextlib.nullcontext():
+        logins = [asyncio.ensure_future(writer.create(u, 14)) for u in (uid, 999_999, uid)]
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(*logins, return_exceptions=True)
+    assert isinstance(results[1], sqlite3.IntegrityError)  # no such user (foreign key)
+    assert set(session_rows(db)) == {results[0], results[2]}
 
 
 async def test_close_writes_what_is_queued(db):
     uid = await alice_id(db)
     w = SessionWriter(db)
-    logins = [asyncio.ensure_future(w.create(uid, 14)) for _ in range(20)]
-    await asyncio.sleep(0)  # all queued
-    await w.close()
+    with write_lock_held(db):
+        logins = [asyncio.ensure_future(w.create(uid, 14)) for _ in range(20)]
+        await asyncio.sleep(0.05)  # all queued for the thread
+        closing = asyncio.ensure_future(w.close())
+        await asyncio.sleep(0.05)
+    await closing
     ids = await asyncio.gather(*logins)
     assert set(session_rows(db)) == set(ids)
