@@ -23,6 +23,7 @@ matters (``hub_bind_url``), or narrow ``proxy_networks``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Awaitable, Iterable, Mapping
 
@@ -62,17 +63,26 @@ def _last(value: str | None) -> str:
     return value.split(",")[-1].strip() if value else ""
 
 
+#: ``is_valid_ip`` asks getaddrinfo (a few µs); the proxy sends the same few addresses each time
+_valid_ip = functools.lru_cache(maxsize=4096)(is_valid_ip)
+
+
 def client_address(
-    peer: str, scheme: str, headers: Mapping[str, str], networks: Iterable[IPNetwork]
+    peer: str,
+    scheme: str,
+    headers: Mapping[str, str],
+    networks: Iterable[IPNetwork],
+    trusted: bool | None = None,
 ) -> tuple[str, str]:
-    """(client ip, scheme) for a request from TCP ``peer`` with ``headers``."""
-    if not _in(peer, networks):
+    """(client ip, scheme) for a request from TCP ``peer`` with ``headers``. ``trusted``: the
+    caller already knows whether ``peer`` is in ``networks``."""
+    if not (_in(peer, networks) if trusted is None else trusted):
         return peer, scheme
     # HTTPHeaders joins repeated header lines with ",", so the last entry is the proxy's own
     forwarded = _last(headers.get("X-Forwarded-For"))
     proto = _last(headers.get("X-Forwarded-Proto")).lower()
     return (
-        forwarded if forwarded and is_valid_ip(forwarded) else peer,
+        forwarded if forwarded and _valid_ip(forwarded) else peer,
         proto if proto in ("http", "https") else scheme,
     )
 
@@ -85,12 +95,23 @@ class TrustedForwarding(httputil.HTTPServerConnectionDelegate):
     ) -> None:
         self.app = app
         self.networks = list(networks)
+        #: peer address -> in ``networks``? (parsing an address costs more than the request's
+        #: other header work; the proxy is one or two peers)
+        self._trusted: dict[str, bool] = {}
+
+    def trusted(self, peer: str) -> bool:
+        found = self._trusted.get(peer)
+        if found is None:
+            if len(self._trusted) >= 4096:
+                self._trusted.clear()
+            found = self._trusted[peer] = _in(peer, self.networks)
+        return found
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         inner = self.app.start_request(server_conn, request_conn)
-        return _Rewrite(inner, request_conn, self.networks)
+        return _Rewrite(inner, request_conn, self)
 
     def on_close(self, server_conn: object) -> None:
         self.app.on_close(server_conn)
@@ -104,9 +125,9 @@ class _Rewrite(httputil.HTTPMessageDelegate):
         self,
         inner: httputil.HTTPMessageDelegate,
         conn: httputil.HTTPConnection,
-        networks: list[IPNetwork],
+        owner: TrustedForwarding,
     ) -> None:
-        self.inner, self.networks = inner, networks
+        self.inner, self.owner = inner, owner
         self.context = getattr(conn, "context", None)
         self.saved: tuple[str, str] | None = None
 
@@ -118,8 +139,9 @@ class _Rewrite(httputil.HTTPMessageDelegate):
         ctx = self.context
         if ctx is not None and hasattr(ctx, "remote_ip"):
             self.saved = (ctx.remote_ip, ctx.protocol)
+            owner = self.owner
             ctx.remote_ip, ctx.protocol = client_address(
-                ctx.remote_ip, ctx.protocol, headers, self.networks
+                ctx.remote_ip, ctx.protocol, headers, owner.networks, owner.trusted(ctx.remote_ip)
             )
         return self.inner.headers_received(start_line, headers)
 

@@ -15,10 +15,11 @@ is also in the log line, so a user's report can be matched to the traceback).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import random
 import re
-import uuid
 from http.client import responses
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -45,6 +46,14 @@ XSRF_COOKIE = "_xsrf"
 _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 
 
+_random = random.Random()
+
+
+@functools.lru_cache(maxsize=8)
+def _api_csp(hub_prefix: str) -> str:
+    return f"frame-ancestors 'none'; report-uri {hub_prefix}security/csp-report; default-src 'none'"
+
+
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (RFC 8259); Python accepts them unless told otherwise."""
     raise ValueError(f"{name} is not valid JSON")
@@ -68,7 +77,8 @@ class BaseHandler(web.RequestHandler):
         return self.hub.settings.base_url
 
     def set_default_headers(self) -> None:
-        self.request_id = uuid.uuid4().hex[:12]
+        # an id to match a user's report with the log, not a secret: no urandom() per request
+        self.request_id = f"{_random.getrandbits(48):012x}"
         self.set_header("X-JupyterHub-Version", JUPYTERHUB_COMPAT_VERSION)
         self.set_header("X-Request-Id", self.request_id)
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -277,10 +287,7 @@ class APIHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Content-Type", "application/json")
-        self.set_header(
-            "Content-Security-Policy",
-            f"frame-ancestors 'none'; report-uri {self.hub_prefix}security/csp-report; default-src 'none'",
-        )
+        self.set_header("Content-Security-Policy", _api_csp(self.hub_prefix))
         self.set_header("Access-Control-Allow-Headers", "accept, content-type, authorization")
 
     def options(self, *args: Any) -> None:
