@@ -210,6 +210,9 @@ class IdentityResolver:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        if self._reader is not None:
+            self._reader.dispose()
+            self._reader = None
 
     def forget(self, key: str) -> None:
         self._cache.pop(key, None)
