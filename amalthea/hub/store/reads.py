@@ -27,8 +27,9 @@ def _pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA query_only=1")  # this engine must never write
-    # at 10,000 users the database (~2.1 MB) outgrows SQLite's default 2 MiB page cache and
-    # random user lookups start paying a read() per evicted page; memory is used as touched
+    # headroom: at 10,000 users the database (~2.1 MB) reaches SQLite's default 2 MiB page
+    # cache, beyond it random user lookups pay a read() per evicted page; memory is used as
+    # touched, so a small hub does not pay for this
     cur.execute("PRAGMA cache_size=-32000")
     cur.close()
 
