@@ -30,7 +30,7 @@ import zmq
 from ipykernel import iostream, kernelapp
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
-from traitlets import Bool, Float, default
+from traitlets import Bool, Float, Type, default
 
 try:  # ipykernel 7: how the shell stream's callback runs requests (see _abort_queues)
     from ipykernel.utils import _async_in_context
@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - ipykernel 6
     _async_in_context = None  # type: ignore[assignment]
 
 from .iopub import DirectIOPubThread, supported
+from .shell import FastZMQInteractiveShell
 from .sigint import SHIELD
 
 __all__ = ["FastIPythonKernel", "FastKernelApp", "NoShellChannelThread"]
@@ -64,6 +65,8 @@ class NoShellChannelThread:
 
 class FastIPythonKernel(IPythonKernel):
     """IPythonKernel whose request handlers run under the deferring SIGINT handler."""
+
+    shell_class = Type(FastZMQInteractiveShell)
 
     _execute_sleep = Float(
         0.0,

@@ -21,7 +21,10 @@ from forked children, XPUB subscriptions) but lets any thread send on the socket
   sends included, may consume its readiness. After each send we look at ``EVENTS`` and, if a
   subscription is waiting, wake the IOPub thread to read it.
 - No half-sent messages: the main thread sends directly only while no signal handler can raise
-  (see sigint.py); otherwise it queues.
+  (see sigint.py); otherwise it queues. Its whole decision runs under the shield too, and we
+  never call ``Thread.is_alive()`` on the way (a Ctrl-C inside it marks the live IOPub thread
+  dead on Python 3.11, after which ipykernel sends unguarded from the main thread; found by
+  tests/singleuser/test_fast_kernel.py, and stock ipykernel is exposed to it as well).
 - Forks: a forked child has no IOPub thread; it keeps ipykernel's path (pipe to the parent).
 
 :class:`DirectOutStream` (``sys.stdout``/``sys.stderr``) flushes on the calling thread by the
@@ -39,6 +42,7 @@ interpreter behaviour and still leaves one thread switch per message.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from contextlib import nullcontext
 from typing import Any
@@ -73,42 +77,77 @@ class DirectIOPubThread(IOPubThread):
         # Before super().__init__: it sets up the subscription reader, which uses the lock.
         self.socket_lock = threading.RLock()
         self._xpub = False
+        self.io_running = False
         os.register_at_fork(after_in_child=self._after_fork)
         super().__init__(socket, pipe=pipe, session=session)
 
     def _after_fork(self) -> None:
         # The lock may have been held by a thread that does not exist in the child.
         self.socket_lock = threading.RLock()
+        self.io_running = False
+
+    # --- liveness without Thread.is_alive() ------------------------------------------------
+    # ipykernel asks self.thread.is_alive() before every send. On Python 3.11 a Ctrl-C that
+    # lands inside is_alive() makes it release the *running* thread's state lock and mark the
+    # thread stopped for good (threading._wait_for_tstate_lock's cleanup); from then on every
+    # send takes the no-thread path, unguarded, on the main thread. We keep our own flag,
+    # written only when the thread starts and ends.
+
+    def start(self) -> None:
+        self.io_running = True
+        try:
+            super().start()
+        except BaseException:
+            self.io_running = False
+            raise
+
+    def _thread_main(self) -> None:
+        try:
+            super()._thread_main()
+        finally:
+            self.io_running = False
+
+    def schedule(self, f: Any) -> None:
+        if self.io_running:
+            self._events.append(f)
+            self._event_pipe.send(b"")  # wake the thread; the content is ignored
+        elif on_main_thread():
+            # No thread (before start, after stop, in a forked child): run here, shielded.
+            SHIELD.enter()
+            try:
+                f()
+            finally:
+                SHIELD.leave()
+        else:
+            f()
 
     # --- sending --------------------------------------------------------------------------
 
     def on_io_thread(self) -> bool:
         return threading.current_thread() is self.thread
 
-    def may_send_here(self) -> bool:
-        """Whether this thread may use the socket itself (queue order is checked separately)."""
-        if not self._is_master_process() or not self.thread.is_alive():
-            return False
-        return not on_main_thread() or main_thread_may_send()
-
     def run_here(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
         """Call ``fn`` on this thread, holding the socket, if order and signals allow it.
 
-        ``False`` (and ``fn`` not called) if the caller must queue instead.
+        ``False`` (and ``fn`` not called) if the caller must queue instead. On the main thread
+        the whole decision runs shielded, so a Ctrl-C surfaces from ``SHIELD.leave()`` at the
+        end, never from inside our bookkeeping.
         """
-        if not self.may_send_here():
-            return False
+        if not on_main_thread():
+            return self._run_locked(fn, *args, **kwargs)
+        SHIELD.enter()
+        try:
+            return main_thread_may_send() and self._run_locked(fn, *args, **kwargs)
+        finally:
+            SHIELD.leave()  # raises a KeyboardInterrupt that arrived meanwhile
+
+    def _run_locked(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
+        if not self.io_running or not self._is_master_process():
+            return False  # ipykernel's no-thread path applies
         with self.socket_lock:
             if self._events and not self.on_io_thread():
                 return False  # older messages are queued: ours goes behind them
-            if not on_main_thread():
-                fn(*args, **kwargs)
-                return True
-            SHIELD.enter()
-            try:
-                fn(*args, **kwargs)
-            finally:
-                SHIELD.leave()  # raises a KeyboardInterrupt that arrived meanwhile
+            fn(*args, **kwargs)
         return True
 
     def send_multipart(self, msg: Any, *args: Any, **kwargs: Any) -> None:
@@ -166,7 +205,7 @@ class DirectIOPubThread(IOPubThread):
             return
         if self.on_io_thread():
             self._read_subscriptions()
-        elif self.thread.is_alive():
+        elif self.io_running:
             self.io_loop.add_callback(self._on_readable)
 
 
@@ -179,7 +218,7 @@ class DirectOutStream(OutStream):
 
     def _schedule_flush(self) -> None:
         pub = self._direct_thread()
-        if pub is None or not pub.thread.is_alive():
+        if pub is None or not pub.io_running:
             super()._schedule_flush()
             return
         if self._flush_pending:
@@ -190,8 +229,20 @@ class DirectOutStream(OutStream):
 
     def flush(self) -> None:
         pub = self._direct_thread()
-        if pub is None or not pub.run_here(self._flush):
-            super().flush()  # ipykernel's: flush on the IOPub thread and wait for it
+        if pub is None:
+            super().flush()
+        elif pub.run_here(self._flush):
+            pass
+        elif not pub.io_running or pub.on_io_thread() or not self._is_master_process():
+            self._flush()  # nobody to hand over to; sends take ipykernel's no-thread path
+        else:
+            # Messages are queued ahead of ours: flush behind them on the IOPub thread and
+            # wait until it has (ipykernel's handshake, without its Thread.is_alive() calls).
+            done = threading.Event()
+            pub.schedule(self._flush)
+            pub.schedule(done.set)
+            if not done.wait(self.flush_timeout):
+                print("IOStream.flush timed out", file=sys.__stderr__)
 
     def _flush(self) -> None:
         # The timer (IOPub thread) and flush() (any thread) may race: rotating the buffers and
