@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from urllib.parse import unquote
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amalthea.hub.clock import utcnow
+from amalthea.hub.rbac import effective as E
 from amalthea.hub.rbac import scopes as S
-from amalthea.hub.rbac.roles import DEFAULT_ROLES
+from amalthea.hub.rbac.effective import DEFAULT_ROLES
 from amalthea.hub.store.models import (
     APIToken,
     Group,
@@ -81,17 +81,12 @@ async def shared_scopes(session: AsyncSession, user_id: int, group_ids: Iterable
 
 
 async def user_raw_scopes(session: AsyncSession, user: User) -> list[str]:
-    raw: list[str] = list(await role_scopes(session, "user"))
-    if user.admin or any(r.name == "admin" for r in user.roles):
-        raw.extend(await role_scopes(session, "admin"))
-    for role in user.roles:
-        if role.name not in ("user", "admin"):
-            raw.extend(role.scopes or ())
-    for group in user.groups:
-        for role in group.roles:
-            raw.extend(role.scopes or ())
-    raw.extend(await shared_scopes(session, user.id, [g.id for g in user.groups]))
-    return raw
+    admin = E.holds_admin(user.admin, (r.name for r in user.roles))
+    return E.user_raw_scopes(
+        await role_scopes(session, "user"), await role_scopes(session, "admin") if admin else (),
+        [(r.name, r.scopes) for r in user.roles], [r.scopes for g in user.groups for r in g.roles],
+        await shared_scopes(session, user.id, [g.id for g in user.groups]),
+    )  # fmt: skip
 
 
 async def user_scopes(session: AsyncSession, user: User) -> frozenset[str]:
@@ -127,77 +122,51 @@ async def groups_of_users(session: AsyncSession, names: Iterable[str]) -> dict[s
     return out
 
 
-def _server_from_base_url(text: str) -> str | None:
-    """``Server at /user/alice/gpu/`` (or the bare path) → ``alice/gpu``."""
-    path = text.removeprefix("Server at ").strip()
-    marker = "/user/"
-    idx = path.find(marker)
-    if idx < 0:
+async def _client_description(session: AsyncSession, client_id: str) -> str | None:
+    if not E.needs_client_description(client_id):
         return None
-    parts = path[idx + len(marker) :].strip("/").split("/")
-    if not parts or not parts[0]:
-        return None
-    name = unquote(parts[0])
-    server = unquote(parts[1]) if len(parts) > 1 else ""
-    return f"{name}/{server}"
+    return (
+        await session.execute(
+            select(OAuthClient.description).where(OAuthClient.identifier == client_id)
+        )
+    ).scalar()
+
+
+def _owner(token: APIToken) -> S.Subject | None:
+    if token.user is not None:
+        return S.Subject("user", token.user.name, tuple(g.name for g in token.user.groups))
+    if token.service is not None:
+        return S.Subject("service", token.service.name)
+    return None
 
 
 async def subject_for_token(session: AsyncSession, token: APIToken) -> S.Subject | None:
     """The Subject of a token's owner, with the issuing client's server/service for bare
     ``!server`` / ``!service`` filters."""
-    server: str | None = None
-    service: str | None = None
-    if token.note.startswith("Server at "):
-        server = _server_from_base_url(token.note)
+    owner = _owner(token)
+    if owner is None:
+        return None
     client_id = token.client_id or ""
-    if client_id.startswith("service-"):
-        service = client_id.removeprefix("service-")
-    elif client_id.startswith("jupyterhub-user-") and server is None:
-        desc = (
-            await session.execute(
-                select(OAuthClient.description).where(OAuthClient.identifier == client_id)
-            )
-        ).scalar()
-        server = _server_from_base_url(desc or "")
-    if token.user is not None:
-        groups = tuple(g.name for g in token.user.groups)
-        return S.Subject("user", token.user.name, groups, server=server, service=service)
-    if token.service is not None:
-        return S.Subject("service", token.service.name, server=server, service=service)
-    return None
-
-
-async def _client_access_scopes(session: AsyncSession, client_id: str) -> list[str]:
-    """The access scope an OAuth token always carries for its own client (protocol §8.4)."""
-    if not client_id or client_id == "jupyterhub":
-        return []
-    if client_id.startswith("service-"):
-        return [f"access:services!service={client_id.removeprefix('service-')}"]
-    desc = (
-        await session.execute(
-            select(OAuthClient.description).where(OAuthClient.identifier == client_id)
-        )
-    ).scalar()
-    server = _server_from_base_url(desc or "")
-    return [f"access:servers!server={server}"] if server else []
+    desc = await _client_description(session, client_id)
+    return E.token_subject(token.note, client_id, desc, owner)
 
 
 async def token_scopes(session: AsyncSession, token: APIToken) -> frozenset[str]:
     """Effective expanded scopes of a token: its own ∩ its owner's current ones."""
-    subject = await subject_for_token(session, token)
-    if subject is None:
+    who = _owner(token)
+    if who is None:
         return frozenset()
     if token.user is not None:
         owner = await user_scopes(session, token.user)
     else:
         assert token.service is not None
         owner = await service_scopes(session, token.service)
-    raw = list(token.scopes or [])
-    if "inherit" in raw:
+    client_id = token.client_id or ""
+    desc = await _client_description(session, client_id)
+    subject = E.token_subject(token.note, client_id, desc, who)
+    mine = E.token_own_scopes(token.scopes, client_id, desc, subject)
+    if mine is None:  # inherit
         return owner
-    raw.extend(await _client_access_scopes(session, token.client_id or ""))
-    mine = S.expand(raw, subject) | S.identify_scopes(subject)
-    groups_of = None
-    if S.has_group_filters(mine) or S.has_group_filters(owner):
-        groups_of = await groups_of_users(session, S.users_named(mine | owner))
+    names = E.groups_needed(mine, owner)
+    groups_of = None if names is None else await groups_of_users(session, names)
     return S.intersect(mine, owner, groups_of)

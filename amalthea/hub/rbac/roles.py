@@ -21,25 +21,10 @@ from traitlets import Dict, List, Unicode
 from traitlets.config import Configurable
 
 from amalthea.hub.rbac import scopes as S
+from amalthea.hub.rbac.effective import ADMIN_SCOPES, DEFAULT_ROLES
 from amalthea.hub.rbac.vocabulary import ScopeError
 
 __all__ = ["DEFAULT_ROLES", "RoleError", "Roles", "apply_roles", "validate_role"]
-
-ADMIN_SCOPES = [
-    "admin-ui", "admin:users", "admin:servers", "admin:services", "tokens", "admin:groups",
-    "list:services", "read:services", "read:hub", "proxy", "shutdown", "access:services",
-    "access:servers", "read:roles", "read:metrics", "shares",
-]  # fmt: skip
-
-DEFAULT_ROLES: dict[str, dict[str, Any]] = {
-    "user": {"description": "Standard user privileges", "scopes": ["self"]},
-    "admin": {"description": "Elevated privileges (can do anything)", "scopes": ADMIN_SCOPES},
-    "server": {
-        "description": "Post activity only",
-        "scopes": ["users:activity!user", "access:servers!server"],
-    },
-    "token": {"description": "Token with same permissions as its owner", "scopes": ["inherit"]},
-}
 
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9\-_~.]{1,253}[a-z0-9]$")
 ROLE_KEYS = {"name", "description", "scopes", "users", "groups", "services"}
