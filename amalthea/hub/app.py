@@ -12,16 +12,16 @@ SIGHUP always leaves servers and proxy running (for upgrades).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import Application
@@ -29,26 +29,56 @@ from traitlets.config import Application
 from amalthea import __version__
 from amalthea.auth.base import AuthContext, Authenticator
 from amalthea.hub.context import HubContext, HubSettings
-from amalthea.hub.lifecycle import ServerManager
-from amalthea.hub.lifecycle.env import HubURLs
-from amalthea.hub.lifecycle.housekeeping import Housekeeper
-from amalthea.hub.oauth import OAuthProvider
-from amalthea.hub.security.identity import IdentityResolver
-from amalthea.hub.security.ratelimit import LoginThrottle
 from amalthea.hub.security.redact import redact_uri
-from amalthea.hub.security.secrets_file import load_or_create
 from amalthea.hub.security.tokens import hash_token, new_code
-from amalthea.hub.store import queries
-from amalthea.hub.store.accounts import SQLAccountStore
-from amalthea.hub.store.db import Database
-from amalthea.hub.store.migrate import prepare
-from amalthea.hub.web.templates import PageTemplates
 from amalthea.plugins import AUTHENTICATORS, PROXIES, SPAWNERS, PluginType, installed, load
 from amalthea.spawners.base import SpawnContext, Spawner
+
+if TYPE_CHECKING:
+    from tornado import web
+
+    from amalthea.hub.store.accounts import SQLAccountStore
+    from amalthea.hub.store.db import Database
+    from amalthea.hub.web.gate import Gate
 
 __all__ = ["Amalthea"]
 
 HERE = Path(__file__).parent
+
+#: what ``build`` and ``web_app`` need beyond config: SQLAlchemy, the models, the lifecycle and
+#: every handler, most of a start's CPU. ``serve`` imports them in a worker thread while the
+#: early API answers (``web/gate.py``); their import statements stay in the methods below.
+_HUB_MODULES = (
+    "amalthea.hub.store.db", "amalthea.hub.store.queries", "amalthea.hub.store.accounts",
+    "amalthea.hub.store.migrate", "amalthea.hub.lifecycle", "amalthea.hub.lifecycle.env",
+    "amalthea.hub.lifecycle.housekeeping", "amalthea.hub.oauth", "amalthea.hub.security.identity",
+    "amalthea.hub.security.forwarded", "amalthea.hub.features", "amalthea.hub.logins",
+    "amalthea.hub.lifecycle.profiles_glue", "amalthea.hub.lifecycle.reporting",
+    "amalthea.hub.web.api", "amalthea.hub.web.pages",
+)  # fmt: skip
+
+
+async def _import_hub_in_thread() -> None:
+    switch = sys.getswitchinterval()
+    # the import thread holds the GIL between switches, and the loop needs it back quickly for
+    # each early answer (sqlite3 releases it around every statement): 5 ms -> 0.5 ms meanwhile
+    sys.setswitchinterval(0.0005)
+    try:
+        await asyncio.to_thread(_import_hub)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _import_hub() -> None:
+    import contextlib
+    import pkgutil
+
+    for name in _HUB_MODULES:
+        importlib.import_module(name)
+    for package in ("amalthea.hub.web.api", "amalthea.hub.web.pages"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            with contextlib.suppress(ImportError):  # web_app() reports a missing extra
+                importlib.import_module(f"{package}.{info.name}")
 
 
 def _default_spawner(authenticator: type[Authenticator]) -> str:
@@ -194,6 +224,12 @@ class Amalthea(Application):
         help="Addresses (CIDR) of our proxy. Only requests from these may name the client's "
         "address and scheme (last X-Forwarded-For/-Proto hop); X-Real-Ip is never trusted.",
     ).tag(config=True)  # fmt: skip
+    fast_start = Bool(
+        True, help="Listen as soon as config is valid and, while the rest of the hub loads, "
+        "answer GET /hub/api and GET /hub/api/users/NAME from the SQLite database (the same "
+        "answers, for the database as it is at that moment); every other request waits until "
+        "the hub is ready. False: listen only once the hub is ready.",
+    ).tag(config=True)  # fmt: skip
     profiles = List(
         Dict(), help="Server profiles people choose from on the spawn page or in user_options: "
         "dicts with slug, display_name, allowed_groups, mem_limit, cpu_limit, image, options... "
@@ -252,6 +288,18 @@ class Amalthea(Application):
 
     # ---- build --------------------------------------------------------------------------
     async def build(self) -> HubContext:
+        from amalthea.hub.lifecycle import ServerManager
+        from amalthea.hub.lifecycle.env import HubURLs
+        from amalthea.hub.oauth import OAuthProvider
+        from amalthea.hub.security.identity import IdentityResolver
+        from amalthea.hub.security.ratelimit import LoginThrottle
+        from amalthea.hub.security.secrets_file import load_or_create
+        from amalthea.hub.store import queries
+        from amalthea.hub.store.accounts import SQLAccountStore
+        from amalthea.hub.store.db import Database
+        from amalthea.hub.store.migrate import prepare
+        from amalthea.hub.web.templates import PageTemplates
+
         data = self.data_path
         data.mkdir(parents=True, exist_ok=True)
         secrets = load_or_create(Path(self.secrets_file or data / "amalthea_secrets.json"))
@@ -323,6 +371,7 @@ class Amalthea(Application):
         from sqlalchemy import select
 
         from amalthea.hub.security.tokens import token_prefix
+        from amalthea.hub.store import queries
         from amalthea.hub.store.models import APIToken
 
         for name in authenticator.admin_users:
@@ -356,6 +405,8 @@ class Amalthea(Application):
         accounts.mfa = MFAManager(accounts, config=self.config, log=self.log)
 
     def web_app(self, hub: HubContext) -> web.Application:
+        from tornado import web
+
         from amalthea.hub.web.api import api_handlers
         from amalthea.hub.web.pages import page_handlers
         from amalthea.hub.web.pages.errors import NotFoundHandler
@@ -381,24 +432,48 @@ class Amalthea(Application):
 
     # ---- run ----------------------------------------------------------------------------
     async def serve(self, started: Callable[[], None] | None = None) -> None:
-        """Build, listen, serve until a signal; ``started()`` once the hub answers requests."""
-        hub = await self.build()
-        servers = hub.servers
-        await servers.reconcile()
-        await self._first_run(hub)
-        app = self.web_app(hub)
-        parts = urlsplit(self.hub_bind_url)
-        # client address only from our proxy's headers (see hub/security/forwarded.py)
+        """Build, listen, serve until a signal; ``started()`` once the hub answers requests.
+
+        With ``fast_start`` the port is bound first, behind a gate that answers what the early
+        API can and holds the rest (``web/gate.py``), and the hub's modules are imported in a
+        worker thread meanwhile; the gate hands held requests over once the app is built.
+        """
         from amalthea.hub.security.forwarded import TrustedForwarding, parse_networks
 
-        server = HTTPServer(TrustedForwarding(app, parse_networks(self.proxy_networks)))
-        server.listen(parts.port or 8081, parts.hostname or "127.0.0.1", reuse_port=False)
+        networks = parse_networks(self.proxy_networks)  # a bad entry fails before listening
+        gate = server = None
+        if self.fast_start:
+            gate = self._gate()
+            server = self._listen(gate)
+        try:
+            if gate is not None:
+                await _import_hub_in_thread()
+            hub = await self.build()
+            servers = hub.servers
+            await servers.reconcile()
+            await self._first_run(hub)
+            app = self.web_app(hub)
+        except BaseException as e:
+            if gate is not None:
+                gate.fail(str(e) or type(e).__name__)
+                if isinstance(e, Exception):
+                    await asyncio.sleep(0)  # let the 503s go out before the process exits
+            raise
+        # client address only from our proxy's headers (see hub/security/forwarded.py)
+        target = TrustedForwarding(app, networks)
+        if gate is None or server is None:
+            server = self._listen(target)
+        else:
+            server.request_callback = target  # from now on the gate costs nothing
+            gate.open(target)
         await hub.proxy.start()
         await servers.sync_routes()
         from amalthea.hub import features
 
         await features.start(hub)
         servers.start_polling()
+        from amalthea.hub.lifecycle.housekeeping import Housekeeper
+
         housekeeper = Housekeeper(servers, self.proxy_check_interval, self.last_activity_interval)
         housekeeper.start()
         self.log.info("Amalthea %s is running at %s%s", __version__, self.bind_url.rstrip("/"),
@@ -429,6 +504,22 @@ class Amalthea(Application):
             await hub.proxy.stop()
         await hub.identities.close()
         await hub.db.dispose()
+
+    def _listen(self, handler: Any) -> HTTPServer:
+        parts = urlsplit(self.hub_bind_url)
+        server = HTTPServer(handler)
+        server.listen(parts.port or 8081, parts.hostname or "127.0.0.1", reuse_port=False)
+        return server
+
+    def _gate(self) -> Gate:
+        """The request handler until the hub is ready, with the early API for SQLite."""
+        from amalthea.hub.store.early_reads import open_reader, sqlite_path
+        from amalthea.hub.web.early_api import EarlyAPI, early_config
+        from amalthea.hub.web.gate import Gate
+
+        path = sqlite_path(self.database_url)
+        reader = None if path is None else open_reader(path)
+        return Gate(EarlyAPI(early_config(self), reader), self.base_url + "hub/")
 
     async def _first_run(self, hub: HubContext) -> None:
         from sqlalchemy import func, select

@@ -3,8 +3,8 @@
     python benchmarks/hub/startup_timeline.py -f config.py
 
 Prints, in ms since this interpreter started running Python code, when the imports finished and
-when each startup step (build, reconcile, listen, proxy, route sync) and each of the first
-requests began and ended. Wraps the steps from outside: nothing in the hub knows about this.
+when each startup step (listen, the hub's imports, build, reconcile, the gate opening, route
+sync), the first early answers and the first requests of the full hub began and ended. Wraps the steps from outside: nothing in the hub knows about this.
 """
 
 from __future__ import annotations
@@ -72,13 +72,24 @@ def main() -> int:
     from tornado import web
     from tornado.httpserver import HTTPServer
 
-    from amalthea.hub.lifecycle.manager import ServerManager
+    from amalthea.hub.web import gate
 
     amalthea = app_module.Amalthea
-    for name in ("build", "_first_run", "web_app", "_load_config_tokens"):
+    for name in ("build", "_first_run", "web_app", "_load_config_tokens", "_gate"):
         wrap(amalthea, name, f"Amalthea.{name}")
-    wrap(ServerManager, "reconcile", "reconcile")
-    wrap(ServerManager, "sync_routes", "sync_routes")
+    wrap(app_module, "_import_hub_in_thread", "hub modules imported in a thread")
+    wrap(gate.Gate, "open", "gate opens (held requests to the full hub)")
+    wrap(gate._Pending, "respond", "early answer", limit=4)
+    import_hub = app_module._import_hub
+
+    def import_and_wrap() -> None:  # SQLAlchemy only once the hub itself imports it
+        import_hub()
+        from amalthea.hub.lifecycle.manager import ServerManager
+
+        wrap(ServerManager, "reconcile", "reconcile")
+        wrap(ServerManager, "sync_routes", "sync_routes")
+
+    app_module._import_hub = import_and_wrap  # type: ignore[attr-defined]
     wrap(HTTPServer, "listen", "listen")
     wrap(web.RequestHandler, "_execute", "request", limit=4)
     return cli.main()

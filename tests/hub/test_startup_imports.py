@@ -86,3 +86,21 @@ def test_version_does_not_import_the_hub(tmp_path: Path) -> None:
                          timeout=60, cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[1:] == ["False", "False"], out.stdout
+
+
+def test_port_is_bound_before_sqlalchemy(tmp_path: Path) -> None:
+    """Config, plugins and the gate with its early API (what runs before the port is bound and
+    while the rest loads) must not import SQLAlchemy: that import is most of a restart."""
+    code = (
+        "import sys; from amalthea import cli; from amalthea.hub.app import Amalthea\n"
+        "from amalthea.plugins import AUTHENTICATORS, PROXIES, SPAWNERS, load\n"
+        "for group, name in ((AUTHENTICATORS, 'dummy'), (AUTHENTICATORS, 'local'),"
+        " (SPAWNERS, 'local-shared'), (PROXIES, 'amalthea')): load(group, name)\n"
+        "app = Amalthea(); app.parse_command_line([f'--data-dir={sys.argv[1]}'])\n"
+        "app._gate()\n"
+        "print(sorted(m for m in ('sqlalchemy', 'aiosqlite', 'alembic') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
