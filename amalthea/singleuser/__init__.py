@@ -3,7 +3,10 @@
 Modules: ``hubenv`` (the JUPYTERHUB_* environment), ``scopes`` (does a caller have access),
 ``oauth`` (state + PKCE), ``hubclient`` (calls to the hub), ``identity`` (jupyter_server
 IdentityProvider/Authorizer), ``handlers`` (login/callback/logout pages), ``activity``
-(activity reports), ``extension`` (wiring into jupyter_server), ``app`` (the command).
+(activity reports), ``nodelay`` (TCP_NODELAY on kernel websockets), ``kernelspec`` (start
+python3 kernels as the fast kernel), ``kernel/`` (the fast kernel: ipykernel with IOPub sent
+from the producing thread; ``--HubExtension.fast_kernel=False`` turns it off),
+``extension`` (wiring into jupyter_server), ``app`` (the command).
 """
 
 from __future__ import annotations
