@@ -166,7 +166,15 @@ def test_kernel_runs_direct_iopub_without_subshells(kc: BlockingKernelClient) ->
 def test_iopub_order_busy_input_stream_result_idle(kc: BlockingKernelClient) -> None:
     for _ in range(20):
         messages, reply = run(kc, "print('a'); 1+1")
-        assert kinds(messages) == [
+        # A stream may come in pieces (a flush timer can fire between "a" and "\n", in
+        # stock ipykernel too); clients join them, so compare runs of streams as one.
+        collapsed = [
+            k
+            for i, k in enumerate(kinds(messages))
+            if k != "stream" or i == 0 or kinds(messages)[i - 1] != "stream"
+        ]
+        assert stdout(messages) == "a\n"
+        assert collapsed == [
             "status:busy",
             "execute_input",
             "stream",
