@@ -32,7 +32,9 @@ from .hubclient import HubError, HubUnavailable, check_in
 from .hubenv import HubEnvironment, read_hub_environment
 from .identity import HubAuthorizer, HubContext, HubIdentityProvider
 from .kernelspec import enable_fast_kernel
+from .nodelay import SETTING as CONNECTION_CLASS
 from .nodelay import enable_kernel_nodelay
+from .relay import with_fast_relay
 
 __all__ = ["HubExtension"]
 
@@ -92,6 +94,13 @@ class HubExtension(ExtensionApp):
         True,
         help="Set TCP_NODELAY on kernel websockets. Off, Nagle's algorithm and delayed ACKs "
         "add about 40 ms to every execution's round trip; turn off only to measure that.",
+    ).tag(config=True)
+    fast_relay = Bool(
+        True,
+        help="Relay kernel messages to legacy (JSON text) kernel websockets by splicing the "
+        "kernel's JSON frames after checking their signature, instead of decoding and "
+        "re-encoding each one (most of the server's CPU per execution). Off, jupyter_server "
+        "relays them itself.",
     ).tag(config=True)
     fast_kernel = Bool(
         True,
@@ -155,6 +164,8 @@ class HubExtension(ExtensionApp):
             self.log.warning(
                 "No kernel_websocket_connection_class; kernel websockets keep Nagle on"
             )
+        if self.fast_relay and self.settings.get(CONNECTION_CLASS) is not None:
+            self.settings[CONNECTION_CLASS] = with_fast_relay(self.settings[CONNECTION_CLASS])
         if self.fast_kernel:
             self._enable_fast_kernel()
 
