@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from jupyter_client.session import Session, json_default
+from jupyter_client.jsonutil import json_default
+from jupyter_client.session import Session
 
 from amalthea.singleuser.relay import legacy_text
 
@@ -28,7 +29,7 @@ def frames(msg_type: str, content: dict[str, Any], **kw: Any) -> list[bytes]:
 
 def fed(session: Session, wire: list[bytes]) -> list[bytes]:
     """The frames after the routing identities and delimiter, as the relay receives them."""
-    return [bytes(f) for f in session.feed_identities(wire)[1]]
+    return [f if isinstance(f, bytes) else f.bytes for f in session.feed_identities(wire)[1]]
 
 
 def stock_text(parts: list[bytes], channel: str) -> dict[str, Any]:
