@@ -12,8 +12,10 @@ are dropped. Targets, each with its own kernel, all on 127.0.0.1:
   client   jupyter_client straight to a stock ipykernel over ZMQ (no server; the old floor)
   client-fast   the same with amalthea's fast kernel (python -m amalthea.singleuser.kernel)
   bare     a plain ``jupyter server``, kernel websocket (jupyter_server as shipped)
-  single   ``amalthea-singleuser`` (against a fake hub) as shipped: TCP_NODELAY and fast kernel
-  single-stock  the same with ``--HubExtension.fast_kernel=False`` (stock ipykernel)
+  single   ``amalthea-singleuser`` (against a fake hub) as shipped: TCP_NODELAY, fast kernel,
+           fast relay
+  single-stock  the same with ``--HubExtension.fast_kernel=False`` (stock ipykernel) and
+           ``--HubExtension.fast_relay=False`` (jupyter_server's relay)
   single-nagle  the same with ``--HubExtension.kernel_tcp_nodelay=False`` (before that fix)
   proxy    ``amalthea-singleuser`` (as shipped) through ``amalthea-proxy``
   proxy-stock, proxy-nagle  the same, with the fast kernel or TCP_NODELAY off
@@ -58,10 +60,10 @@ from fakehub import FakeHub
 BIN = Path(sys.executable).parent
 TOKEN = "benchmark-token"
 # One server per variant: alice runs amalthea-singleuser as shipped, stock without the fast
-# kernel, nagle without TCP_NODELAY. The benchmark token reaches all three.
+# kernel and relay, nagle without TCP_NODELAY. The benchmark token reaches all three.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fast": ("alice", []),
-    "stock": ("stock", ["--HubExtension.fast_kernel=False"]),
+    "stock": ("stock", ["--HubExtension.fast_kernel=False", "--HubExtension.fast_relay=False"]),
     "nagle": ("nagle", ["--HubExtension.kernel_tcp_nodelay=False"]),
 }
 SUFFIX = {"fast": "", "stock": "-stock", "nagle": "-nagle"}
