@@ -40,9 +40,20 @@ class HubStartError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: every socket stays bound until all are picked, so the kernel
+    cannot hand the same port out twice (one hub got the same port for itself and its proxy)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -177,7 +188,8 @@ def start_hub(
     """
     data = Path(tmp_path)
     data.mkdir(parents=True, exist_ok=True)
-    port, hub_port, api_port = port or free_port(), free_port(), free_port()
+    picked = free_ports(3)
+    port, hub_port, api_port = port or picked[0], picked[1], picked[2]
     token = secrets.token_hex(20)
     base = f"""
         c.Amalthea.bind_url = "http://127.0.0.1:{port}"
