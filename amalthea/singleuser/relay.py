@@ -117,5 +117,6 @@ class FastRelayMixin:
     def disconnect(self) -> None:
         super().disconnect()  # type: ignore[misc]
 
-    def write_message(self, message: str) -> None:
-        super().write_message(message)  # type: ignore[misc]
+    # Every framing goes through here: jupyter_server's own v1 path passes binary=True.
+    def write_message(self, message: str | bytes, binary: bool = False) -> None:
+        super().write_message(message, binary=binary)  # type: ignore[misc]
