@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from amalthea.testing import kernel_v1
+
 __all__ = ["HubSession", "run_code"]
 
 _XSRF_ATTR = re.compile(r'data-xsrf="([^"]*)"')
@@ -111,10 +113,13 @@ def run_code(
     code: str = "1+1",
     timeout: float = 60.0,
     kernel_id: str | None = None,
+    protocol: str | None = None,
 ) -> tuple[str, str]:
     """Start (or reuse) a kernel under ``user_prefix`` and execute ``code``.
 
     Returns (kernel_id, text/plain of the execute_result). Synchronous (websockets sync client).
+    ``protocol``: a websocket subprotocol to ask for, e.g. ``kernel_v1.V1`` (JupyterLab's binary
+    framing); default the legacy JSON text framing.
     """  # fmt: skip
     from websockets.sync.client import connect
 
@@ -124,13 +129,18 @@ def run_code(
             assert r.status_code == 201, (r.status_code, r.text)
             kernel_id = r.json()["id"]
     url = _ws_url(base_url) + f"{user_prefix}api/kernels/{kernel_id}/channels"
-    with connect(url, additional_headers=headers, open_timeout=timeout) as ws:
+    subprotocols: Any = [protocol] if protocol else None
+    with connect(url, additional_headers=headers, open_timeout=timeout,
+                 subprotocols=subprotocols) as ws:  # fmt: skip
+        if ws.subprotocol != protocol:
+            raise AssertionError(f"asked for subprotocol {protocol}, got {ws.subprotocol}")
         return kernel_id, execute(ws, code, timeout)
 
 
 def execute(ws: Any, code: str, timeout: float = 60.0) -> str:
     msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
+    v1 = getattr(ws, "subprotocol", None) == kernel_v1.V1
+    ws.send((kernel_v1.encode if v1 else json.dumps)({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
                    "msg_type": "execute_request", "version": "5.3", "date": ""},
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
@@ -140,7 +150,8 @@ def execute(ws: Any, code: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     result, replied, idle = "", False, False
     while time.monotonic() < deadline:
-        msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        frame = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        msg = kernel_v1.decode(frame) if isinstance(frame, bytes) else json.loads(frame)
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         kind = msg.get("msg_type") or msg["header"]["msg_type"]
