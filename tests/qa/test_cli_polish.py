@@ -7,6 +7,7 @@ import contextlib
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -26,6 +27,10 @@ def test_one_log_format(amalthea_hub):
     urllib.request.urlopen(hub.api_url + "/")
     with contextlib.suppress(urllib.error.HTTPError):  # a 404 line from amalthea.access
         urllib.request.urlopen(hub.hub_url + "/hub/no-such-page")
+    # Tornado writes the access line after the response has gone out: wait for it, briefly.
+    deadline = time.monotonic() + 10
+    while " amalthea.access: 404 " not in hub.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     stamped = [line for line in hub.log().splitlines() if re.match(r"\d\d(:|\d\d-)", line)]
     assert any(" amalthea.access: 404 " in line for line in stamped), stamped
     bad = [line for line in stamped if not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
