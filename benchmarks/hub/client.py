@@ -40,7 +40,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def session(limit: int = 100) -> aiohttp.ClientSession:
-    conn = aiohttp.TCPConnector(limit=limit, force_close=False)
+    # Idle connections are dropped before the proxies drop them (CHP and amalthea-proxy close
+    # after 5 s idle): reusing one they just closed fails a POST with "Can not write request
+    # body" (it killed the spawn_1 phase of both hubs after the bare-start pause).
+    conn = aiohttp.TCPConnector(limit=limit, force_close=False, keepalive_timeout=2)
     timeout = aiohttp.ClientTimeout(total=900)
     return aiohttp.ClientSession(connector=conn, timeout=timeout,
                                  cookie_jar=aiohttp.DummyCookieJar())  # fmt: skip
