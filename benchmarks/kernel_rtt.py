@@ -14,14 +14,17 @@ are dropped. Targets, each with its own kernel, all on 127.0.0.1:
   bare     a plain ``jupyter server``, kernel websocket (jupyter_server as shipped)
   single   ``amalthea-singleuser`` (against a fake hub) as shipped: TCP_NODELAY, fast kernel,
            fast relay
-  single-stock  the same with ``--HubExtension.fast_kernel=False`` (stock ipykernel) and
-           ``--HubExtension.fast_relay=False`` (jupyter_server's relay)
+  single-stock  the same with ``--HubExtension.fast_kernel=False`` (stock ipykernel),
+           ``fast_relay=False`` (jupyter_server's relay), ``lean_activity=False``
+           (jupyter_server's activity watcher) and ``kernel_ipc=False`` (kernel over TCP)
   single-nagle  the same with ``--HubExtension.kernel_tcp_nodelay=False`` (before that fix)
+  single-tcp, single-watcher  as shipped but with only ``kernel_ipc`` / ``lean_activity`` off
   proxy    ``amalthea-singleuser`` (as shipped) through ``amalthea-proxy``
   proxy-stock, proxy-nagle  the same, with the fast kernel or TCP_NODELAY off
 
-``--variants`` picks which of the fast (as shipped), stock and nagle variants of client,
-single and proxy run (default: all; nagle applies to single and proxy only).
+``--variants`` picks which of the fast (as shipped), stock, nagle, tcp and watcher variants
+of client, single and proxy run (default: fast,stock,nagle; only fast and stock apply to
+client).
 
 ``--protocol`` picks the websocket framing: ``legacy`` JSON text (default; what
 benchmarks/hub/client.py speaks) or ``v1`` binary (what JupyterLab negotiates).
@@ -63,10 +66,20 @@ TOKEN = "benchmark-token"
 # kernel and relay, nagle without TCP_NODELAY. The benchmark token reaches all three.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fast": ("alice", []),
-    "stock": ("stock", ["--HubExtension.fast_kernel=False", "--HubExtension.fast_relay=False"]),
+    "stock": (
+        "stock",
+        [
+            "--HubExtension.fast_kernel=False",
+            "--HubExtension.fast_relay=False",
+            "--HubExtension.lean_activity=False",
+            "--HubExtension.kernel_ipc=False",
+        ],
+    ),
     "nagle": ("nagle", ["--HubExtension.kernel_tcp_nodelay=False"]),
+    "tcp": ("tcp", ["--HubExtension.kernel_ipc=False"]),
+    "watcher": ("watcher", ["--HubExtension.lean_activity=False"]),
 }
-SUFFIX = {"fast": "", "stock": "-stock", "nagle": "-nagle"}
+SUFFIX = {name: "" if name == "fast" else f"-{name}" for name in VARIANTS}
 USER = {
     "name": "alice",
     "kind": "user",
@@ -391,7 +404,7 @@ def open_targets(
     runners: dict[str, Runner] = {}
     if "client" in only:
         # "client" stays the stock kernel (the floor the other rows are compared with).
-        for variant in sorted(set(variants) - {"nagle"}, reverse=True):
+        for variant in sorted(set(variants) & {"fast", "stock"}, reverse=True):
             name = "client" if variant == "stock" else "client-fast"
             runners[name] = stack.enter_context(direct_client(fast=variant == "fast"))
     if bare is not None:

@@ -5,8 +5,11 @@ Modules: ``hubenv`` (the JUPYTERHUB_* environment), ``scopes`` (does a caller ha
 IdentityProvider/Authorizer), ``handlers`` (login/callback/logout pages), ``activity``
 (activity reports), ``nodelay`` (TCP_NODELAY on kernel websockets), ``kernelspec`` (start
 python3 kernels as the fast kernel), ``kernel/`` (the fast kernel: ipykernel with IOPub sent
-from the producing thread; ``--HubExtension.fast_kernel=False`` turns it off),
-``extension`` (wiring into jupyter_server), ``app`` (the command).
+from the producing thread; ``--HubExtension.fast_kernel=False`` turns it off), ``relay``
+(kernel JSON spliced into legacy websocket text), ``kernelwatch`` (kernels' execution state
+and last activity from IOPub headers, in place of jupyter_server's full-decoding watcher),
+``kerneltransport`` (fast kernels over Unix sockets), ``extension`` (wiring into
+jupyter_server), ``app`` (the command).
 """
 
 from __future__ import annotations

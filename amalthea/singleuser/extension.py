@@ -32,6 +32,8 @@ from .hubclient import HubError, HubUnavailable, check_in
 from .hubenv import HubEnvironment, read_hub_environment
 from .identity import HubAuthorizer, HubContext, HubIdentityProvider
 from .kernelspec import enable_fast_kernel
+from .kerneltransport import enable_kernel_ipc
+from .kernelwatch import enable_lean_activity
 from .nodelay import SETTING as CONNECTION_CLASS
 from .nodelay import enable_kernel_nodelay
 from .relay import with_fast_relay
@@ -111,6 +113,21 @@ class HubExtension(ExtensionApp):
         "spec says.",
     ).tag(config=True)
 
+    lean_activity = Bool(
+        True,
+        help="Track kernels' execution state and last activity by reading their IOPub "
+        "directly and parsing only message headers (kernelwatch.py), instead of "
+        "jupyter_server's watcher, which fully decodes every IOPub message a second time. "
+        "Same rules, same attributes; off, jupyter_server's watcher runs.",
+    ).tag(config=True)
+
+    kernel_ipc = Bool(
+        True,
+        help="Connect to fast kernels (see fast_kernel) over Unix sockets (ZMQ ipc) in the "
+        "user's runtime directory instead of loopback TCP, which is faster per message. "
+        "Kernels with a configured KernelManager.transport or ip keep it. Off, TCP.",
+    ).tag(config=True)
+
     @property
     def hub_connect_delays(self) -> list[float]:
         return [
@@ -168,12 +185,17 @@ class HubExtension(ExtensionApp):
             self.settings[CONNECTION_CLASS] = with_fast_relay(self.settings[CONNECTION_CLASS])
         if self.fast_kernel:
             self._enable_fast_kernel()
+        if self.lean_activity and not self.server.gateway_config.gateway_enabled:
+            if not enable_lean_activity(self.server.kernel_manager):
+                self.log.warning("Kernel manager does not watch activity; lean_activity off")
 
     def _enable_fast_kernel(self) -> None:
         if self.server.gateway_config.gateway_enabled:
             return  # kernels run on the gateway's machine, which may not have amalthea
         if not enable_fast_kernel(self.server.kernel_spec_manager):
             self.log.warning("Kernel spec manager has no kernel_spec_class; fast kernel off")
+        elif self.kernel_ipc and not enable_kernel_ipc(self.server.kernel_manager):
+            self.log.info("Kernel manager has no kernel_manager_factory; kernels use TCP")
 
     def _check_in(self, env: HubEnvironment) -> None:
         try:

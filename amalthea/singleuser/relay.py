@@ -23,7 +23,7 @@ import json
 from hmac import compare_digest
 from typing import Any
 
-__all__ = ["FastRelayMixin", "legacy_text", "with_fast_relay"]
+__all__ = ["FastRelayMixin", "accept_signature", "legacy_text", "with_fast_relay"]
 
 V1 = "v1.kernel.websocket.jupyter.org"
 JSON_PACKERS = frozenset({"json", "orjson"})  # jupyter_client picks orjson when installed
@@ -38,7 +38,7 @@ def legacy_text(session: Any, parts: list[Any], channel: str | None) -> str | No
     if len(parts) != 5 or session.packer not in JSON_PACKERS:
         return None
     frames = [p if isinstance(p, bytes) else bytes(p) for p in parts]
-    signature, header, parent, metadata, content = frames
+    _, header, parent, metadata, content = frames
     try:
         head = json.loads(header)
         if not str(head.get("version", "")).startswith("5."):
@@ -52,14 +52,22 @@ def legacy_text(session: Any, parts: list[Any], channel: str | None) -> str | No
         ).decode("utf-8")  # fmt: skip
     except (ValueError, KeyError, AttributeError):
         return None
-    if session.auth is not None:
-        # Session.deserialize's checks; on failure jupyter_server repeats them and reports.
-        if not signature or signature in session.digest_history:
-            return None
-        if not compare_digest(signature, session.sign(frames[1:5])):
-            return None
-        session._add_digest(signature)
-    return text
+    # On failure jupyter_server repeats the checks and reports.
+    return text if accept_signature(session, frames) else None
+
+
+def accept_signature(session: Any, frames: list[bytes]) -> bool:
+    """``Session.deserialize``'s checks on ``frames`` (signature, header, parent, metadata,
+    content): a valid HMAC not seen before; remembered, so a replay is refused."""
+    if session.auth is None:
+        return True
+    signature = frames[0]
+    if not signature or signature in session.digest_history:
+        return False
+    if not compare_digest(signature, session.sign(frames[1:5])):
+        return False
+    session._add_digest(signature)
+    return True
 
 
 def with_fast_relay(cls: type) -> type:
