@@ -24,6 +24,8 @@ import os
 import sys
 from typing import Any
 
+from .mixins import with_mixin
+
 __all__ = ["FAST_KERNEL_MODULE", "enable_fast_kernel", "fast_argv", "with_fast_kernel"]
 
 FAST_KERNEL_MODULE = "amalthea.singleuser.kernel"
@@ -71,16 +73,7 @@ class FastKernelSpecMixin:
 
 def with_fast_kernel(cls: type) -> type:
     """``cls`` (a KernelSpec class) with :class:`FastKernelSpecMixin` in front."""
-    if issubclass(cls, FastKernelSpecMixin):
-        return cls
-
-    # A class statement so traitlets' metaclass builds it (see nodelay.with_nodelay).
-    class FastKernelSpec(FastKernelSpecMixin, cls):  # type: ignore[misc]
-        pass
-
-    FastKernelSpec.__name__ = FastKernelSpec.__qualname__ = f"Fast{cls.__name__}"
-    FastKernelSpec.__module__ = __name__
-    return FastKernelSpec
+    return with_mixin(FastKernelSpecMixin, cls, "Fast", __name__)
 
 
 def enable_fast_kernel(kernel_spec_manager: Any) -> bool:

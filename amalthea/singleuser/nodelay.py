@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .mixins import with_mixin
+
 __all__ = ["enable_kernel_nodelay", "with_nodelay"]
 
 SETTING = "kernel_websocket_connection_class"
@@ -47,17 +49,7 @@ class NoDelayMixin:
 
 def with_nodelay(cls: type) -> type:
     """``cls`` with :class:`NoDelayMixin` in front (``cls`` itself if it already has it)."""
-    if issubclass(cls, NoDelayMixin):
-        return cls
-
-    # A class statement, not type(): traitlets' metaclass must build the subclass. The
-    # subclass keeps reading ``c.<BaseName>`` config, as traitlets follows the MRO.
-    class NoDelay(NoDelayMixin, cls):  # type: ignore[misc]
-        pass
-
-    NoDelay.__name__ = NoDelay.__qualname__ = f"NoDelay{cls.__name__}"
-    NoDelay.__module__ = __name__
-    return NoDelay
+    return with_mixin(NoDelayMixin, cls, "NoDelay", __name__)
 
 
 def enable_kernel_nodelay(settings: dict[str, Any]) -> bool:

@@ -23,6 +23,8 @@ import json
 from hmac import compare_digest
 from typing import Any
 
+from .mixins import with_mixin
+
 __all__ = ["FastRelayMixin", "accept_signature", "legacy_text", "with_fast_relay"]
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -72,16 +74,7 @@ def accept_signature(session: Any, frames: list[bytes]) -> bool:
 
 def with_fast_relay(cls: type) -> type:
     """``cls`` (a kernel websocket connection class) with :class:`FastRelayMixin` in front."""
-    if issubclass(cls, FastRelayMixin):
-        return cls
-
-    # A class statement so traitlets' metaclass builds it (see nodelay.with_nodelay).
-    class FastRelay(FastRelayMixin, cls):  # type: ignore[misc]
-        pass
-
-    FastRelay.__name__ = FastRelay.__qualname__ = f"FastRelay{cls.__name__}"
-    FastRelay.__module__ = __name__
-    return FastRelay
+    return with_mixin(FastRelayMixin, cls, "FastRelay", __name__)
 
 
 class FastRelayMixin:
