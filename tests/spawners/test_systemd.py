@@ -34,7 +34,7 @@ def spawn(box, action: str, **config) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def wait_for(predicate, timeout: float = 30):
+def wait_for(predicate, timeout: float = 90):  # systemd in a container is slow under CI load
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
