@@ -19,6 +19,18 @@ from urllib.parse import urlencode
 
 from tornado import httpserver, netutil, web
 
+#: A user API token for alice that only reaches her default server: register it with
+#: ``fake_hub.state.tokens[ALICE_TOKEN] = ALICE`` and send ``ALICE_AUTH``.
+ALICE_TOKEN = "alice-token"
+ALICE_AUTH = {"Authorization": f"token {ALICE_TOKEN}"}
+ALICE: dict[str, Any] = {
+    "name": "alice",
+    "kind": "user",
+    "groups": [],
+    "admin": False,
+    "scopes": ["access:servers!server=alice/"],
+}
+
 
 @dataclass
 class FakeHubState:

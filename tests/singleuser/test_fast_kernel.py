@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import RunningServer, singleuser_env, start_singleuser
-from fakehub import FakeHub
+from fakehub import ALICE, ALICE_AUTH, FakeHub
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -343,14 +343,7 @@ def test_interrupts_while_the_main_thread_sends_leave_messages_whole(
 
 # --- amalthea-singleuser starts it ------------------------------------------------------------
 
-AUTH = {"Authorization": "token alice-token"}
-ALICE = {
-    "name": "alice",
-    "kind": "user",
-    "groups": [],
-    "admin": False,
-    "scopes": ["access:servers!server=alice/"],
-}
+AUTH = ALICE_AUTH
 
 
 def python3_argv(server: RunningServer) -> list[str]:

@@ -7,15 +7,14 @@ JupyterLab showed the kernel as "Unknown" and no cell ever ran."""
 from __future__ import annotations
 
 import pytest
+from fakehub import ALICE, ALICE_AUTH
 
 from amalthea.testing import kernel_v1
 from amalthea.testing.session import run_code
 
 pytestmark = pytest.mark.slow
 
-AUTH = {"Authorization": "token alice-token"}
-ALICE = {"name": "alice", "kind": "user", "groups": [], "admin": False,
-         "scopes": ["access:servers!server=alice/"]}  # fmt: skip
+AUTH = ALICE_AUTH
 
 
 @pytest.mark.parametrize("protocol", [None, kernel_v1.V1], ids=["legacy", "v1"])

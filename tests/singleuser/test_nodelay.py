@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import RunningServer, singleuser_env, start_singleuser
-from fakehub import FakeHub
+from fakehub import ALICE, ALICE_AUTH, FakeHub
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets.config import Config
 from websockets.sync.client import connect
@@ -30,14 +30,7 @@ from amalthea.singleuser.nodelay import NoDelayMixin, enable_kernel_nodelay, wit
 
 pytestmark = pytest.mark.slow
 
-AUTH = {"Authorization": "token alice-token"}
-ALICE = {
-    "name": "alice",
-    "kind": "user",
-    "groups": [],
-    "admin": False,
-    "scopes": ["access:servers!server=alice/"],
-}
+AUTH = ALICE_AUTH
 SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
 
 
