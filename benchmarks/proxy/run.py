@@ -277,41 +277,16 @@ def start_target(name: str, env: Env) -> Proc:
     if name == "nginx":
         conf = nginx_conf(WORK / "nginx-proxy", port, env.upstream, env.ws_port)
         return spawn(name, ["nginx", "-c", str(conf), "-p", str(conf.parent)], port)
+    # the CHP command line both proxies accept
+    listen = ["--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
+              "--api-port", str(api)]  # fmt: skip
     if name == "chp":
         return spawn(
-            name,
-            [
-                str(env.chp_bin),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--api-ip",
-                "127.0.0.1",
-                "--api-port",
-                str(api),
-            ],
-            port,
-            api,
-            env={"CONFIGPROXY_AUTH_TOKEN": TOKEN},
+            name, [str(env.chp_bin), *listen], port, api, env={"CONFIGPROXY_AUTH_TOKEN": TOKEN}
         )
     return spawn(
         name,
-        [
-            sys.executable,
-            "-m",
-            "amalthea.proxy",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--api-ip",
-            "127.0.0.1",
-            "--api-port",
-            str(api),
-            "--log-level",
-            "warn",
-        ],
+        [sys.executable, "-m", "amalthea.proxy", *listen, "--log-level", "warn"],
         port,
         api,
         env={"CONFIGPROXY_AUTH_TOKEN": TOKEN},
