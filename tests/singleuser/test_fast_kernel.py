@@ -386,3 +386,52 @@ def test_fast_kernel_can_be_turned_off(fake_hub: FakeHub, tmp_path: Path) -> Non
         assert python3_argv(server)[1:3] == ["-m", "ipykernel_launcher"]
     finally:
         server.stop()
+
+
+# --- the shell's shortcuts (kernel/shell.py) give IPython's answers ---------------------------
+
+
+def test_async_cells_still_run_with_a_coroutine_runner(kc: BlockingKernelClient) -> None:
+    messages, reply = run(kc, "import asyncio\nasync def f():\n    return 7\nawait f()")
+    assert reply["content"]["status"] == "ok"
+    assert result(messages) == "7"
+    # The words in strings alone do not make a cell async; it still runs and shows its value.
+    messages, _ = run(kc, "'await async'")
+    assert result(messages) == "'await async'"
+    messages, _ = run(kc, "[x async for x in __import__('asyncio').Queue()._getters] or 3")
+    assert reply["content"]["status"] == "ok"
+
+
+def test_printers_registered_for_builtin_types_are_used(kc: BlockingKernelClient) -> None:
+    setup = (
+        "ip = get_ipython()\n"
+        "html = ip.display_formatter.formatters['text/html']\n"
+        "html.for_type(int, lambda n: f'<b>{n}</b>')\n"
+        "ip.display_formatter.formatters['text/latex'].for_type_by_name("
+        "'builtins', 'dict', lambda d: '$%d$' % len(d))"
+    )
+    run(kc, setup)
+    try:
+        messages, _ = run(kc, "6*7")
+        (shown,) = [m for m in messages if m["msg_type"] == "execute_result"]
+        assert shown["content"]["data"] == {"text/plain": "42", "text/html": "<b>42</b>"}
+        messages, _ = run(kc, "{'a': 1}")
+        (shown,) = [m for m in messages if m["msg_type"] == "execute_result"]
+        assert shown["content"]["data"]["text/latex"] == "$1$"
+        messages, _ = run(kc, "'plain'")
+        (shown,) = [m for m in messages if m["msg_type"] == "execute_result"]
+        assert shown["content"]["data"] == {"text/plain": "'plain'"}
+    finally:
+        run(kc, "html.pop(int); ip.display_formatter.formatters['text/latex'].pop(dict)")
+
+
+def test_the_kernel_log_drops_debug_records_before_building_them(
+    kc: BlockingKernelClient,
+) -> None:
+    messages, _ = run(
+        kc,
+        "app = get_ipython().kernel.parent\n"
+        "print(app.log.isEnabledFor(10), app.log.isEnabledFor(30), "
+        "min(h.level for h in app.log.handlers))",
+    )
+    assert stdout(messages) == "False True 30\n"

@@ -33,6 +33,10 @@ kernel flushes both streams twice per request), and arms its flush timer with ``
 instead of through the event queue, so that printing does not divert later messages to the
 slow path.
 
+Sends use :func:`~amalthea.singleuser.zmqfast.send_frames` (pyzmq's send without its enum
+arithmetic, see zmqfast.py), and "am I a forked child?" is a flag set by a fork hook instead of
+an ``os.getpid()`` system call per send.
+
 Rejected: a lock-free direct send (the hack ``IOPubThread.schedule = lambda f: f()``): ZMQ
 sockets are not thread-safe, the subscription reader shares the socket, and timer callbacks
 would run on the wrong loop. Lowering ``sys.setswitchinterval``: changes user-visible
@@ -50,6 +54,7 @@ from typing import Any
 import zmq
 from ipykernel.iostream import IOPubThread, OutStream
 
+from ..zmqfast import POLLIN, ready_events, send_frames
 from .sigint import SHIELD, main_thread_may_send, on_main_thread
 
 __all__ = ["DirectIOPubThread", "DirectOutStream", "supported"]
@@ -78,6 +83,7 @@ class DirectIOPubThread(IOPubThread):
         self.socket_lock = threading.RLock()
         self._xpub = False
         self.io_running = False
+        self.forked = False  # set in a forked child: ipykernel's os.getpid() test, per send
         os.register_at_fork(after_in_child=self._after_fork)
         super().__init__(socket, pipe=pipe, session=session)
 
@@ -85,6 +91,10 @@ class DirectIOPubThread(IOPubThread):
         # The lock may have been held by a thread that does not exist in the child.
         self.socket_lock = threading.RLock()
         self.io_running = False
+        self.forked = True
+
+    def _is_master_process(self) -> bool:
+        return not self.forked
 
     # --- liveness without Thread.is_alive() ------------------------------------------------
     # ipykernel asks self.thread.is_alive() before every send. On Python 3.11 a Ctrl-C that
@@ -156,7 +166,23 @@ class DirectIOPubThread(IOPubThread):
 
     def _really_send(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         with self.socket_lock:
-            super()._really_send(msg, *args, **kwargs)
+            socket = self.socket
+            if (
+                args
+                or kwargs.keys() - {"copy"}
+                or self.closed
+                or self.forked
+                or socket is None
+                or socket.closed
+            ):
+                super()._really_send(msg, *args, **kwargs)  # ipykernel's cases and messages
+            else:
+                try:
+                    send_frames(socket, msg, 0, kwargs.get("copy", True))
+                except zmq.ZMQError as e:
+                    if e.errno != zmq.ENOTSOCK:
+                        raise
+                    return  # closed by shutdown on another thread, as ipykernel tolerates
             self._wake_for_subscriptions()
 
     def _handle_event(self, msg: Any) -> None:
@@ -195,10 +221,10 @@ class DirectIOPubThread(IOPubThread):
 
     def _wake_for_subscriptions(self) -> None:
         sock = self.socket
-        if not self._xpub or sock is None or sock.closed or not self._is_master_process():
+        if not self._xpub or sock is None or sock.closed or self.forked:
             return
         try:
-            waiting = sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            waiting = ready_events(sock) & POLLIN
         except zmq.ZMQError:
             return
         if not waiting:
