@@ -30,7 +30,14 @@ import zmq
 import zmq.backend
 from zmq.eventloop.zmqstream import ZMQStream
 
-__all__ = ["LeanStream", "lean_stream", "missing", "ready_events", "send_frames"]
+__all__ = [
+    "LeanQueuedStream",
+    "LeanStream",
+    "lean_stream",
+    "missing",
+    "ready_events",
+    "send_frames",
+]
 
 SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
@@ -81,6 +88,8 @@ def send_frames(socket: Any, frames: Sequence[Any], flags: int = 0, copy: bool =
 class LeanStream(ZMQStream):
     """A ``ZMQStream`` with int event handling, batched reads and immediate sends."""
 
+    send_at_once = True
+
     def send_multipart(  # type: ignore[override]
         self,
         msg_parts: Sequence[Any],
@@ -91,7 +100,14 @@ class LeanStream(ZMQStream):
         **kwargs: Any,
     ) -> None:
         socket = self.socket
-        if socket is None or track or kwargs or self._flushed or not self._send_queue.empty():
+        if (
+            not self.send_at_once
+            or socket is None
+            or track
+            or kwargs
+            or self._flushed
+            or not self._send_queue.empty()
+        ):
             # Closed (ZMQStream raises), tracked, or behind queued messages: ZMQStream's way.
             super().send_multipart(msg_parts, flags, copy, track, callback, **kwargs)
             return
@@ -162,16 +178,24 @@ class LeanStream(ZMQStream):
             self.io_loop.add_callback(self._handle_events, socket, 0)
 
 
+class LeanQueuedStream(LeanStream):
+    """A :class:`LeanStream` whose sends wait for the loop, as ``ZMQStream``'s do (for
+    owners that rely on replies leaving only when they flush the stream)."""
+
+    send_at_once = False
+
+
 def _ignore(*args: Any) -> None:
     pass
 
 
-def lean_stream(stream: Any) -> Any:
-    """Make ``stream`` (a plain, open ``ZMQStream``) a :class:`LeanStream` in place; other
-    objects, subclasses included, are returned unchanged."""
+def lean_stream(stream: Any, send_at_once: bool = True) -> Any:
+    """Make ``stream`` (a plain, open ``ZMQStream``) a :class:`LeanStream` in place (a
+    :class:`LeanQueuedStream` without ``send_at_once``); other objects, subclasses included,
+    are returned unchanged."""
     if type(stream) is not ZMQStream or stream.closed() or missing(stream) is not None:
         return stream
-    stream.__class__ = LeanStream
+    stream.__class__ = LeanStream if send_at_once else LeanQueuedStream
     # ZMQStream registered its bound _handle_events with the loop when it was built; register
     # ours in its place (the descriptor is edge-triggered, so look for missed events too).
     loop, socket = stream.io_loop, stream.socket

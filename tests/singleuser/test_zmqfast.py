@@ -9,7 +9,7 @@ import pytest
 import zmq
 from zmq.eventloop.zmqstream import ZMQStream
 
-from amalthea.singleuser.zmqfast import LeanStream, lean_stream, send_frames
+from amalthea.singleuser.zmqfast import LeanQueuedStream, LeanStream, lean_stream, send_frames
 
 FRAMES = [b"topic", b"<IDS|MSG>", b"sig", b"{}", b"", memoryview(b"buffer")]
 
@@ -117,3 +117,14 @@ async def test_subclasses_and_closed_streams_are_left_alone(ctx: Any) -> None:
     closed.close()
     assert type(lean_stream(closed)) is ZMQStream
     custom.close()
+
+
+async def test_queued_variant_sends_only_when_the_loop_runs(ctx: Any) -> None:
+    a, b = pair(ctx)
+    stream = lean_stream(ZMQStream(a), send_at_once=False)
+    assert type(stream) is LeanQueuedStream
+    stream.send_multipart([b"later"])
+    assert not b.poll(50)  # still queued: the owner decides when it leaves (flush or loop)
+    stream.flush()
+    assert b.poll(1000) and b.recv_multipart() == [b"later"]
+    stream.close()

@@ -43,6 +43,7 @@ try:  # ipykernel 7: how the shell stream's callback runs requests (see _abort_q
 except ImportError:  # pragma: no cover - ipykernel 6
     _async_in_context = None  # type: ignore[assignment]
 
+from ..zmqfast import lean_stream
 from .iopub import DirectIOPubThread, supported
 from .shell import FastZMQInteractiveShell
 from .sigint import SHIELD
@@ -232,6 +233,15 @@ class FastKernelApp(IPKernelApp):
             super().init_iopub(context)
         finally:
             setattr(kernelapp, name, iostream.IOPubThread)
+
+    def init_kernel(self) -> None:
+        super().init_kernel()
+        if self.fast and not self.subshells:
+            # Read on the main loop (see init_control): a LeanStream reads every waiting
+            # request in one callback. Replies stay queued until ipykernel flushes the stream:
+            # an error's reply must not leave before _abort_queues has read the requests
+            # sent ahead of it.
+            lean_stream(self.kernel.shell_stream, send_at_once=False)
 
     def init_control(self, context: Any) -> None:
         super().init_control(context)
