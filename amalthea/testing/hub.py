@@ -179,12 +179,14 @@ def start_hub(
     env: dict[str, str] | None = None,
     startup_timeout: float = 60.0,
     port: int | None = None,
+    base_url: str = "/",
 ) -> RunningHub:
     """Write a config into ``tmp_path`` (the hub's data dir) and start amalthea there.
 
     ``config`` is appended to the generated config, so it can override anything.
     ``port``: the public port, when something must know the hub's URL before it starts (e.g.
     an OAuth redirect URI registered at a test identity provider); default a free one.
+    ``base_url``: ``c.Amalthea.base_url``; the hub is then at ``<url><base_url>hub/``.
     """
     data = Path(tmp_path)
     data.mkdir(parents=True, exist_ok=True)
@@ -201,12 +203,13 @@ def start_hub(
         c.Amalthea.cleanup_proxy = {cleanup!r}
         c.Amalthea.api_tokens = {{{token!r}: {admin_name!r}}}
         c.Authenticator.admin_users = {{{admin_name!r}}}
+        c.Amalthea.base_url = {base_url!r}
     """
     config_path = data / "amalthea_config.py"
     config_path.write_text(textwrap.dedent(base) + "\n" + textwrap.dedent(config) + "\n")
     hub = RunningHub(
         url=f"http://127.0.0.1:{port}", hub_url=f"http://127.0.0.1:{hub_port}",
-        api_url=f"http://127.0.0.1:{port}/hub/api", admin_token=token, admin_name=admin_name,
+        api_url=f"http://127.0.0.1:{port}{base_url}hub/api", admin_token=token, admin_name=admin_name,
         data_dir=data, config_path=config_path, proxy_api_url=f"http://127.0.0.1:{api_port}",
         extra_env=dict(env or {}), startup_timeout=startup_timeout,
     )  # fmt: skip

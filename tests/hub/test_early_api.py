@@ -149,26 +149,72 @@ def test_early_answers_equal_the_hub(hub: RunningHub, world: dict[str, Any], cas
         path += ("&" if "?" in path else "?") + "token=" + world["tokens"][key[1:]]
     elif key is not None:
         headers["Authorization"] = f"token {world['tokens'][key]}"
+    before, (status, reason, body, names) = _compare(hub, path, headers)
+    if not answered:
+        assert before is None, "this request must wait for the full hub"
+        return
+    _assert_same(before, status, reason, body, names, "/hub/")
+
+
+def _compare(
+    hub: RunningHub, path: str, headers: dict[str, str]
+) -> tuple[Answer | None, tuple[int, str, bytes, set[str]]]:
+    """The early answer (stable around the hub's) and the full hub's answer to one GET."""
     early = _early(hub)
     try:
         for _attempt in range(5):
             before = early.answer("GET", path, headers)
-            status, reason, body, names = _real(hub, path, headers)
+            real = _real(hub, path, headers)
             after = early.answer("GET", path, headers)
             if before == after:
-                break
-        else:
-            pytest.fail("the database kept changing under the comparison")
+                return before, real
+        pytest.fail("the database kept changing under the comparison")
     finally:
         early.close()
-    if not answered:
-        assert before is None, "this request must wait for the full hub"
-        return
+
+
+def _assert_same(
+    before: Answer | None, status: int, reason: str, body: bytes, names: set[str], prefix: str
+) -> None:
     assert isinstance(before, Answer), "the early API left this request to the full hub"
     assert (before.status, before.reason) == (status, reason), body
     assert before.body == body, (_norm(before.body), _norm(body))
-    early_names = {k.lower() for k in Gate(None, "/hub/").headers_for(before)}
+    early_names = {k.lower() for k in Gate(None, prefix).headers_for(before)}
     assert early_names == names
+
+
+def test_early_answers_equal_the_hub_under_a_base_url(tmp_path: Path) -> None:
+    """A hub at /jh/: the early API's routes and every URL in its models carry the prefix."""
+    hub = start_hub(tmp_path, config=CONFIG, base_url="/jh/")
+    try:
+        with httpx.Client(base_url=hub.api_url, headers=hub.admin_headers, timeout=60) as admin:
+            assert admin.post("/users/alice").status_code == 201
+            r = admin.post("/users/alice/servers/one")
+            assert r.status_code in (201, 202), r.text
+            _wait_ready(admin, "alice", "one")
+            token = _token(admin, "alice")
+        auth = {"Authorization": f"token {token}"}
+        httpx.get(hub.api_url + "/user", headers=auth)  # its first use is a write; do it now
+        time.sleep(0.5)
+        for path, headers in [
+            ("/jh/hub/api", {}),
+            ("/jh/hub/api/", {}),
+            ("/jh/hub/api/users/alice", auth),
+            ("/jh/hub/api/users/alice?include_stopped_servers", auth),
+            ("/jh/hub/api/users/nobody", auth),
+        ]:
+            before, (status, reason, body, names) = _compare(hub, path, headers)
+            _assert_same(before, status, reason, body, names, "/jh/hub/")
+        model = json.loads(_real(hub, "/jh/hub/api/users/alice", auth)[2])
+        assert model["servers"]["one"]["url"] == "/jh/user/alice/one/"
+        # outside the prefix the early API answers nothing (the full hub 404s it)
+        early = _early(hub)
+        try:
+            assert early.answer("GET", "/hub/api/users/alice", auth) is None
+        finally:
+            early.close()
+    finally:
+        hub.stop()
 
 
 def test_held_write_during_start_succeeds(hub: RunningHub, world: dict[str, Any]) -> None:

@@ -292,6 +292,46 @@ def test_comm_round_trip(kc: BlockingKernelClient) -> None:
     pytest.fail("no comm_msg echo")
 
 
+def test_matplotlib_inline_figure_is_shown(kc: BlockingKernelClient) -> None:
+    code = (
+        "%matplotlib inline\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 3, 2])\n"
+        "plt.title('fast kernel')\n"
+        "plt.show()"
+    )
+    messages, reply = run(kc, code, timeout=120)  # the first import builds the font cache
+    assert reply["content"]["status"] == "ok", reply["content"]
+    (shown,) = [m for m in messages if m["msg_type"] == "display_data"]
+    assert shown["content"]["data"]["image/png"].startswith("iVBORw0KGgo")  # a PNG, base64
+    assert kinds(messages)[-1] == "status:idle"  # the figure came before idle
+
+
+def test_ipywidgets_model_syncs_both_ways(kc: BlockingKernelClient) -> None:
+    messages, reply = run(kc, "import ipywidgets\nslider = ipywidgets.IntSlider(value=3)\nslider")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    opened = {
+        m["content"]["comm_id"]: m["content"]["data"]["state"]
+        for m in messages
+        if m["msg_type"] == "comm_open" and m["content"]["target_name"] == "jupyter.widget"
+    }
+    (view,) = [m for m in messages if m["msg_type"] == "execute_result"]
+    model_id = view["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert opened[model_id]["value"] == 3
+    # The browser moves the slider: a comm_msg update, as JupyterLab's widget manager sends.
+    update = {"comm_id": model_id, "data": {"method": "update", "state": {"value": 7}}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", update))
+    messages, _ = run(kc, "slider.value")
+    assert result(messages) == "7"
+    messages, _ = run(kc, "slider.value = 9")  # and the kernel's change reaches the browser
+    echoed = [
+        m["content"]["data"]
+        for m in messages
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == model_id
+    ]
+    assert {"method": "update", "state": {"value": 9}, "buffer_paths": []} in echoed
+
+
 def test_interrupt_stops_a_running_cell(
     kernel: tuple[KernelManager, BlockingKernelClient],
 ) -> None:

@@ -124,8 +124,8 @@ class EarlyAPI:
         self.reader = reader
         prefix = config.base_url + "hub/api"
         # the full hub's route patterns (web/api/info.py, users.py), matched as Tornado does
-        self._root = re.compile(prefix + r"/?$")
-        self._user = re.compile(prefix + r"/users/([^/]+)$")
+        self._root = re.compile(re.escape(prefix) + r"/?$")
+        self._user = re.compile(re.escape(prefix) + r"/users/([^/]+)$")
         self.urls = Urls(config.base_url, config.public_url.rstrip("/"))
         user_role = [*E.DEFAULT_ROLES["user"]["scopes"], *config.extra_user_scopes]
         #: the built-in roles as this start writes them (rbac/roles.py apply_roles)
