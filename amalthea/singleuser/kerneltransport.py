@@ -10,12 +10,16 @@ traffic is unencrypted, while the socket files live in the user's private runtim
 Which kernels: only those that run the fast kernel (kernelspec.py), which is ipykernel and so
 speaks ``ipc``; kernels of other languages may not. Left on TCP: kernels whose manager has a
 configured ``transport`` or ``ip`` (``c.KernelManager.transport = "tcp"``, a remote ``ip``),
-Windows (no ZMQ ``ipc``), and connection files so deep that the socket path would not fit in a
-Unix socket address (``sun_path``: 108 bytes on Linux, 104 on macOS).
+and Windows (no ZMQ ``ipc``).
 
-Where the sockets go: jupyter_client derives them from the connection file,
-``<runtime dir>/kernel-<id>-ipc-<n>``, removes them when the kernel shuts down, and the
-runtime directory is created private to the user (jupyter_core's ``secure_write``/0700).
+Where the sockets go: next to the connection file, ``<runtime dir>/kernel-<id>-ipc-<n>``, in
+the runtime directory jupyter_core creates private to the user (0700). A Unix socket address
+holds at most 107 bytes (103 on macOS), so a runtime directory deeper than ~50 characters (a
+home under a hub's data directory, for instance) cannot hold them; those kernels get a short
+private directory instead: ``$XDG_RUNTIME_DIR/amalthea-kernels`` or ``<tmp>/amalthea-<uid>``,
+used only if it is a real directory owned by this user with no group or other access
+(:func:`private_dir`), else the kernel stays on TCP. jupyter_client removes the sockets when
+the kernel shuts down, wherever they are.
 
 How: wrap the multi-kernel manager's ``kernel_manager_factory``, so each new kernel manager is
 switched to ``ipc`` before it writes its connection file.
@@ -24,12 +28,14 @@ switched to ``ipc`` before it writes its connection file.
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import tempfile
 from typing import Any
 
 from .kernelspec import FAST_KERNEL_MODULE
 
-__all__ = ["enable_kernel_ipc", "ipc_prefix", "use_ipc"]
+__all__ = ["enable_kernel_ipc", "ipc_prefix", "private_dir", "short_socket_dir", "use_ipc"]
 
 # sun_path is 104 bytes on macOS and the BSDs, 108 on Linux; both include the final NUL.
 SUN_PATH_MAX = 103
@@ -38,12 +44,46 @@ SUN_PATH_MAX = 103
 SUFFIX_ROOM = len("-99")
 
 
-def ipc_prefix(connection_file: str) -> str | None:
-    """The socket path prefix for a kernel with this connection file, or ``None`` if too long."""
-    prefix = os.path.splitext(connection_file)[0] + "-ipc"
-    if len(os.fsencode(prefix)) + SUFFIX_ROOM > SUN_PATH_MAX:
-        return None
-    return prefix
+def ipc_prefix(connection_file: str, short_dir: str | None = None) -> str | None:
+    """The socket path prefix for a kernel with this connection file: next to it, else in
+    ``short_dir``; ``None`` if neither fits a Unix socket address."""
+    name = os.path.splitext(connection_file)[0]
+    candidates = [name + "-ipc"]
+    if short_dir is not None:
+        candidates.append(os.path.join(short_dir, os.path.basename(name) + "-ipc"))
+    for prefix in candidates:
+        if len(os.fsencode(prefix)) + SUFFIX_ROOM <= SUN_PATH_MAX:
+            return prefix
+    return None
+
+
+def private_dir(path: str) -> bool:
+    """Create ``path`` (mode 0700) if missing; ``True`` if it is then a directory, not a
+    symlink, owned by us and closed to group and others. Anything else (another user's
+    directory in /tmp, a symlink planted there) is refused, never repaired."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def short_socket_dir() -> str | None:
+    """A private directory with a short path for kernel sockets, or ``None``."""
+    candidates = [os.path.join(tempfile.gettempdir(), f"amalthea-{os.getuid()}")]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        candidates.insert(0, os.path.join(runtime, "amalthea-kernels"))
+    for path in candidates:
+        if private_dir(path):
+            return path
+    return None
 
 
 def _runs_fast_kernel(km: Any) -> bool:
@@ -63,6 +103,8 @@ def use_ipc(km: Any) -> bool:
     if not _runs_fast_kernel(km):
         return False
     prefix = ipc_prefix(km.connection_file)
+    if prefix is None:
+        prefix = ipc_prefix(km.connection_file, short_socket_dir())
     if prefix is None:
         km.log.info("Kernel path too long for a Unix socket, using TCP: %s", km.connection_file)
         return False

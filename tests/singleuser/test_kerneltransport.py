@@ -20,6 +20,8 @@ from amalthea.singleuser.kerneltransport import (
     SUN_PATH_MAX,
     enable_kernel_ipc,
     ipc_prefix,
+    private_dir,
+    short_socket_dir,
     use_ipc,
 )
 from amalthea.singleuser.kernelwatch import enable_lean_activity
@@ -46,6 +48,28 @@ def test_socket_paths_must_fit_a_unix_socket_address() -> None:
     )
     deep = "/" + "d" * (SUN_PATH_MAX - len("/kernel-1-ipc-9")) + "/kernel-1.json"
     assert ipc_prefix(deep) is None
+    # too deep for the runtime directory: the short private directory takes the sockets
+    assert ipc_prefix(deep, "/tmp/amalthea-0") == "/tmp/amalthea-0/kernel-1-ipc"
+    assert ipc_prefix(deep, "/" + "s" * SUN_PATH_MAX) is None
+
+
+def test_short_socket_dir_must_be_private_and_ours(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    assert private_dir(str(fresh))  # created, 0700
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o755)
+    open_dir.chmod(0o755)
+    assert not private_dir(str(open_dir))  # group/others could reach the sockets
+    assert stat.S_IMODE(open_dir.stat().st_mode) == 0o755  # refused, not repaired
+    link = tmp_path / "link"
+    link.symlink_to(fresh)
+    assert not private_dir(str(link))  # a planted symlink is never followed
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert not private_dir(str(afile))
+    found = short_socket_dir()
+    assert found is not None and private_dir(found)
 
 
 def test_only_unconfigured_fast_kernels_switch(tmp_path: Path) -> None:
@@ -71,7 +95,18 @@ async def test_kernel_runs_restarts_and_cleans_up_over_ipc(tmp_path: Path) -> No
         await run_restart_cleanup(Path(short), tmp_path)
 
 
-async def run_restart_cleanup(runtime: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+async def test_deep_runtime_dir_puts_sockets_in_the_short_private_dir(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / "runtime"
+    deep.mkdir(parents=True)
+    short = short_socket_dir()
+    assert short is not None
+    await run_restart_cleanup(deep, tmp_path, sockets_in=Path(short))
+
+
+async def run_restart_cleanup(
+    runtime: Path, tmp_path: Path, sockets_in: Path | None = None
+) -> None:
     runtime.chmod(0o700)
     kernels = AsyncMappingKernelManager(
         kernel_spec_manager=fast_specs(), connection_dir=str(runtime), root_dir=str(tmp_path)
@@ -87,7 +122,8 @@ async def run_restart_cleanup(runtime: Path, tmp_path: Path) -> None:
     client.start_channels()
     try:
         await client.wait_for_ready(timeout=60)
-        assert all(stat.S_ISSOCK(s.stat().st_mode) and s.parent == runtime for s in sockets)
+        where = sockets_in or runtime
+        assert all(stat.S_ISSOCK(s.stat().st_mode) and s.parent == where for s in sockets)
         for code, expected in (("1+1", "2"), ("input_ok = 3; input_ok", "3")):
             msg_id = client.execute(code)
             while True:
