@@ -16,6 +16,7 @@ is also in the log line, so a user's report can be matched to the traceback).
 from __future__ import annotations
 
 import functools
+import http.cookies
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from tornado import web
+from tornado.escape import native_str
 
 from amalthea import JUPYTERHUB_COMPAT_VERSION
 from amalthea.hub import rbac
@@ -34,7 +36,7 @@ from amalthea.hub.security.identity import Identity
 from amalthea.hub.security.redact import redact_uri
 from amalthea.hub.security.redirects import safe_next
 from amalthea.hub.store.session_writer import writer_for
-from amalthea.hub.web import json_out
+from amalthea.hub.web import cookies, json_out
 
 __all__ = ["APIHandler", "BaseHandler", "PageHandler", "authenticated"]
 
@@ -178,6 +180,47 @@ class BaseHandler(web.RequestHandler):
             return  # already checked in prepare()
         if not cookie or not csrf.tokens_match(cookie, given):
             self._xsrf_failed()
+
+    # ---- cookies -----------------------------------------------------------------------
+    def set_cookie(
+        self,
+        name: str,
+        value: str | bytes,
+        domain: str | None = None,
+        expires: Any = None,
+        path: str = "/",
+        expires_days: float | None = None,
+        *,
+        max_age: int | None = None,
+        httponly: bool = False,
+        secure: bool = False,
+        samesite: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Tornado's set_cookie, with the header text built directly (web/cookies.py)."""
+        by_tornado = bool(domain or max_age or kwargs)
+        when = None
+        if not by_tornado:
+            try:
+                when = cookies.when_of(expires, expires_days)
+            except TypeError:  # an expiry only Tornado reads (a time tuple)
+                by_tornado = True
+        if by_tornado:
+            super().set_cookie(name, value, domain, expires, path, expires_days,
+                               max_age=max_age, httponly=httponly, secure=secure,
+                               samesite=samesite, **kwargs)  # fmt: skip
+            return
+        name, value = native_str(name), native_str(value)
+        coded, text = cookies.cookie_header(
+            name, value, path=path, expires=when, httponly=httponly, secure=secure,
+            samesite=samesite,
+        )  # fmt: skip
+        jar = getattr(self, "_new_cookie", None)
+        if jar is None:
+            jar = self._new_cookie = http.cookies.SimpleCookie()
+        if name in jar:
+            del jar[name]
+        dict.__setitem__(jar, name, cookies.PrebuiltMorsel(name, value, coded, text))
 
     # ---- login cookies -----------------------------------------------------------------
     async def login_user(self, user: Any) -> None:
