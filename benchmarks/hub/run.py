@@ -118,7 +118,9 @@ async def bench(args: argparse.Namespace, paths: dict[str, Path]) -> None:
         "Ratio = Amalthea ÷ JupyterHub (higher is better for rates, lower for times, CPU, "
         "memory). Phases interleaved per hub; load average per phase below. Load tests: "
         f"c={p.concurrency}, {p.duration:g} s each; spawn/bare-start figures are medians of "
-        f"{p.repeats}; kernel RTT over {p.rounds} `1+1` executions.",
+        f"{p.repeats} (the spawn overhead: median of {p.repeats} adjacent bare-start/spawn "
+        f"pairs' differences, order alternating); kernel RTT over {p.rounds} `1+1` "
+        "executions.",
         "",
         *report.table(figs.get("jupyterhub", {}), figs.get("amalthea", {}), spec),
         "",
