@@ -44,7 +44,6 @@ NOBLOCK = int(zmq.NOBLOCK)
 EVENTS = int(zmq.EVENTS)
 POLLIN = int(zmq.POLLIN)
 POLLOUT = int(zmq.POLLOUT)
-EAGAIN = zmq.EAGAIN
 
 # Messages read per loop callback: a flooding kernel must not starve the other sockets.
 BATCH = 32
@@ -58,7 +57,8 @@ def ready_events(socket: Any) -> int:
     return int(_getsockopt(socket, EVENTS))
 
 
-# The ZMQStream attributes LeanStream reads or writes (pyzmq 22 to 27).
+# The ZMQStream attributes LeanStream reads or writes (written against pyzmq 27; a pyzmq
+# without one of them keeps its own class, see missing()).
 _STREAM_ATTRS = ("_recv_callback", "_send_callback", "_send_queue", "_flushed", "_state")
 
 
