@@ -28,6 +28,7 @@ from typing import Any
 
 import zmq
 import zmq.backend
+from tornado.log import gen_log
 from zmq.eventloop.zmqstream import ZMQStream
 
 __all__ = [
@@ -119,7 +120,8 @@ class LeanStream(ZMQStream):
             super().send_multipart(msg_parts, flags, copy, track, callback, **kwargs)
             return
         except zmq.ZMQError as e:
-            status: Any = e  # ZMQStream passes a send error to the send callback too
+            gen_log.error("SEND Error: %s", e)  # as ZMQStream reports it
+            status: Any = e  # and passes it to the send callback too
         else:
             status = None
         # ZMQStream installs the callback (or a no-op) on every send; keep that state.
